@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs to build, test and demo, on Debian 12
+# as root. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: cmake/clang/libclang-dev build the bundled Cyclone DDS
+# (cyclors), python3-venv hosts the independent DDS test client.
+apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Rust: use the toolchain on PATH (rustup's, if any); otherwise Debian 12's
+# rustc-web/cargo-web, which are recent enough (bookworm's plain rustc is not).
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no cargo on PATH, installing Debian's cargo-web"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo-web rustc-web >/dev/null
+fi
+
+# Python client for the interop tests (Cyclone DDS 11.0.1, as cyclors bundles).
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import cyclonedds, pytest' 2>/dev/null \
+   || [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("cyclonedds"))')" != "11.0.1" ]; then
+  echo "setup: installing Python packages into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r ci/requirements.txt
+fi
+echo "setup: ok"

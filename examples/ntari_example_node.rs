@@ -1,0 +1,166 @@
+//! `/ntari/ntari_example_node`: the smallest NTARI managed node.
+//!
+//! It supervises nothing; it shows the contract every service node keeps:
+//! it starts Unconfigured, is driven with the standard lifecycle services
+//! (`ros2 lifecycle set /ntari/ntari_example_node configure`), and publishes
+//! `/ntari/example/health` (std_msgs/msg/Bool) at 1 Hz and at once on every
+//! change: true only while Active.
+//!
+//! Run it with `cargo run --example ntari_example_node -- --autostart`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use ntari_node::graph::{qos, Context, Publisher};
+use ntari_node::lifecycle::{CallbackResult, LifecycleCallbacks, LifecycleNode, State};
+use ntari_node::msg::std_msgs::Bool;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// A transition whose callback can be told to misbehave, for trying out
+/// the failure and error paths of the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Step {
+    Configure,
+    Cleanup,
+    Activate,
+    Deactivate,
+    Shutdown,
+}
+
+/// The NTARI example lifecycle node (no daemon; health follows the state).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configure and activate at start-up, as OpenRC starts service nodes.
+    #[arg(long)]
+    autostart: bool,
+    /// Make this transition's callback return FAILURE (repeatable).
+    #[arg(long, value_name = "TRANSITION")]
+    fail_on: Vec<Step>,
+    /// Make this transition's callback return ERROR (repeatable).
+    #[arg(long, value_name = "TRANSITION")]
+    error_on: Vec<Step>,
+}
+
+struct Example {
+    fail_on: Vec<Step>,
+    error_on: Vec<Step>,
+}
+
+impl Example {
+    fn outcome(&self, step: Step) -> CallbackResult {
+        if self.error_on.contains(&step) {
+            CallbackResult::Error
+        } else if self.fail_on.contains(&step) {
+            CallbackResult::Failure
+        } else {
+            CallbackResult::Success
+        }
+    }
+}
+
+impl LifecycleCallbacks for Example {
+    async fn on_configure(&mut self) -> CallbackResult {
+        self.outcome(Step::Configure)
+    }
+    async fn on_cleanup(&mut self) -> CallbackResult {
+        self.outcome(Step::Cleanup)
+    }
+    async fn on_activate(&mut self) -> CallbackResult {
+        self.outcome(Step::Activate)
+    }
+    async fn on_deactivate(&mut self) -> CallbackResult {
+        self.outcome(Step::Deactivate)
+    }
+    async fn on_shutdown(&mut self, _from: State) -> CallbackResult {
+        self.outcome(Step::Shutdown)
+    }
+}
+
+/// Publishes health once a second and whenever the state changes.
+async fn publish_health(health: &Publisher<Bool>, mut state: watch::Receiver<State>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let data = *state.borrow_and_update() == State::Active;
+        if let Err(e) = health.publish(&Bool { data }) {
+            tracing::warn!(error = %e, "could not publish health");
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = state.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let context = Context::from_env().context("cannot join the ROS 2 domain")?;
+    let node = context.create_node("/ntari", "ntari_example_node")?;
+    let health = node.create_publisher::<Bool>("example/health", qos::DEFAULT)?;
+    let mut lifecycle = LifecycleNode::new(
+        &node,
+        Example {
+            fail_on: args.fail_on,
+            error_on: args.error_on,
+        },
+    )?;
+    tracing::info!(
+        node = %node.fully_qualified_name(),
+        domain = context.domain_id(),
+        "started Unconfigured"
+    );
+
+    let state = lifecycle.watch_state();
+    let serve = async {
+        if args.autostart {
+            for step in ["configure", "activate"] {
+                match lifecycle.trigger_label(step).await {
+                    Ok(CallbackResult::Success) => {}
+                    outcome => {
+                        tracing::warn!(step, ?outcome, "autostart stopped");
+                        break;
+                    }
+                }
+            }
+        }
+        lifecycle.serve_until(termination()).await;
+    };
+    tokio::select! {
+        () = serve => {}
+        () = publish_health(&health, state) => {}
+    }
+    // The last word on the wire: not healthy any more.
+    health.publish(&Bool { data: false })?;
+    tracing::info!("shut down");
+    Ok(())
+}

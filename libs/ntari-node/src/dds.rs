@@ -1,0 +1,533 @@
+//! Safe wrappers around the Cyclone DDS C API, reached through `cyclors`.
+//!
+//! This is the only module of the workspace with `unsafe` code. Everything
+//! above it deals in Rust values: byte payloads, GUIDs, QoS structs.
+//!
+//! Invariants (each `unsafe` block relies on one of these):
+//! 1. Every entity handle stored in a [`Participant`], [`Writer`] or
+//!    [`Reader`] was returned positive by Cyclone, is owned by exactly that
+//!    value, and is deleted exactly once, in its `Drop`.
+//! 2. Samples are opaque CDR blobs: topics use cyclocut's blob sertype
+//!    (`cdds_create_blob_topic`), so Cyclone never runs type-specific C code
+//!    on our payloads; the bytes it hands back always start with the 4-byte
+//!    encapsulation header and are copied out before the serdata is released.
+//! 3. A reader's listener argument is an `Arc<Notify>` turned into a raw
+//!    pointer when the reader is created and turned back into an `Arc` only
+//!    after `dds_delete(reader)` has returned. `dds_delete` waits for running
+//!    listener callbacks, so the pointer is valid for every callback.
+//! 4. Pointers returned by Cyclone for builtin-topic data and QoS user_data
+//!    are freed with the matching Cyclone free function and never kept.
+
+use std::ffi::{c_void, CStr, CString};
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::Arc;
+
+use cyclors as c;
+use tokio::sync::Notify;
+
+/// An error returned by a Cyclone DDS call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Cyclone DDS {operation} failed: {reason} (code {code})")]
+pub struct DdsError {
+    pub operation: &'static str,
+    pub code: i32,
+    pub reason: String,
+}
+
+impl DdsError {
+    fn from_code(operation: &'static str, code: i32) -> Self {
+        // SAFETY: dds_strretcode accepts any value and returns a pointer to a
+        // static, NUL-terminated string (never null).
+        let reason = unsafe { CStr::from_ptr(c::dds_strretcode(code)) }
+            .to_string_lossy()
+            .into_owned();
+        DdsError {
+            operation,
+            code,
+            reason,
+        }
+    }
+
+    fn invalid(operation: &'static str, reason: &str) -> Self {
+        DdsError {
+            operation,
+            code: c::DDS_RETCODE_BAD_PARAMETER,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+fn check(operation: &'static str, rc: c::dds_return_t) -> Result<c::dds_return_t, DdsError> {
+    if rc < 0 {
+        Err(DdsError::from_code(operation, rc))
+    } else {
+        Ok(rc)
+    }
+}
+
+fn c_string(operation: &'static str, s: &str) -> Result<CString, DdsError> {
+    CString::new(s).map_err(|_| DdsError::invalid(operation, "name contains a NUL byte"))
+}
+
+/// Reliability, durability and history: the QoS that ROS 2 profiles set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointQos {
+    pub reliable: bool,
+    pub transient_local: bool,
+    /// Keep-last depth; 0 means keep-all.
+    pub depth: u32,
+}
+
+/// Owned `dds_qos_t`, deleted on drop.
+struct Qos(*mut c::dds_qos_t);
+
+impl Qos {
+    fn new(operation: &'static str) -> Result<Self, DdsError> {
+        // SAFETY: plain allocation; null is checked.
+        let q = unsafe { c::dds_create_qos() };
+        if q.is_null() {
+            return Err(DdsError::invalid(operation, "out of memory creating QoS"));
+        }
+        Ok(Qos(q))
+    }
+
+    fn user_data(self, user_data: &str) -> Self {
+        // SAFETY: self.0 is a live qos (invariant 1 by analogy: owned here);
+        // Cyclone copies the bytes.
+        unsafe { c::dds_qset_userdata(self.0, user_data.as_ptr().cast(), user_data.len()) };
+        self
+    }
+
+    fn endpoint(
+        operation: &'static str,
+        qos: &EndpointQos,
+        user_data: &str,
+    ) -> Result<Self, DdsError> {
+        let q = Qos::new(operation)?.user_data(user_data);
+        let reliability = if qos.reliable {
+            c::dds_reliability_kind_DDS_RELIABILITY_RELIABLE
+        } else {
+            c::dds_reliability_kind_DDS_RELIABILITY_BEST_EFFORT
+        };
+        let durability = if qos.transient_local {
+            c::dds_durability_kind_DDS_DURABILITY_TRANSIENT_LOCAL
+        } else {
+            c::dds_durability_kind_DDS_DURABILITY_VOLATILE
+        };
+        let (history, depth) = if qos.depth == 0 {
+            (c::dds_history_kind_DDS_HISTORY_KEEP_ALL, 1)
+        } else {
+            (
+                c::dds_history_kind_DDS_HISTORY_KEEP_LAST,
+                i32::try_from(qos.depth).unwrap_or(i32::MAX),
+            )
+        };
+        let xcdr1: [c::dds_data_representation_id_t; 1] =
+            [c::DDS_DATA_REPRESENTATION_XCDR1 as c::dds_data_representation_id_t];
+        // SAFETY: q.0 is a live qos owned by `q`; every setter copies its input.
+        unsafe {
+            // rmw_cyclonedds blocks a reliable writer for at most 100 ms.
+            c::dds_qset_reliability(q.0, reliability, 100_000_000);
+            c::dds_qset_durability(q.0, durability);
+            c::dds_qset_history(q.0, history, depth);
+            // As rmw_cyclonedds: never dispose instances when a writer goes away.
+            c::dds_qset_writer_data_lifecycle(q.0, false);
+            // We only ever put XCDR1 on the wire, as ROS 2 Jazzy does.
+            c::dds_qset_data_representation(q.0, 1, xcdr1.as_ptr());
+        }
+        Ok(q)
+    }
+}
+
+impl Drop for Qos {
+    fn drop(&mut self) {
+        // SAFETY: created by dds_create_qos, deleted once.
+        unsafe { c::dds_delete_qos(self.0) }
+    }
+}
+
+/// A DDS domain participant: one per process, like an rmw context.
+#[derive(Debug)]
+pub struct Participant {
+    handle: c::dds_entity_t,
+}
+
+impl Participant {
+    /// Joins `domain_id`. Cyclone reads `CYCLONEDDS_URI` itself.
+    pub fn new(domain_id: u32, user_data: &str) -> Result<Self, DdsError> {
+        let qos = Qos::new("create participant")?.user_data(user_data);
+        // SAFETY: qos is live for the call; no listener.
+        let handle = unsafe { c::dds_create_participant(domain_id, qos.0, ptr::null()) };
+        check("create participant", handle)?;
+        Ok(Participant { handle })
+    }
+
+    pub fn guid(&self) -> Result<[u8; 16], DdsError> {
+        guid_of("get participant guid", self.handle)
+    }
+
+    fn blob_topic(&self, topic: &str, type_name: &str) -> Result<c::dds_entity_t, DdsError> {
+        let operation = "create topic";
+        let topic = c_string(operation, topic)?;
+        let type_name = c_string(operation, type_name)?;
+        // SAFETY: the participant handle is live (invariant 1); cyclocut copies
+        // both strings into the sertype and topic (it takes `char *` only for
+        // historical reasons and does not write through them).
+        let handle = unsafe {
+            c::cdds_create_blob_topic(
+                self.handle,
+                topic.as_ptr().cast_mut(),
+                type_name.as_ptr().cast_mut(),
+                true,
+            )
+        };
+        check(operation, handle)
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        // SAFETY: invariant 1. Deleting the participant deletes any child
+        // entity still alive, so this also covers leaked endpoints.
+        unsafe { c::dds_delete(self.handle) };
+    }
+}
+
+fn guid_of(operation: &'static str, handle: c::dds_entity_t) -> Result<[u8; 16], DdsError> {
+    let mut guid = MaybeUninit::<c::dds_guid_t>::zeroed();
+    // SAFETY: handle is live; guid points to writable memory of the right type.
+    check(operation, unsafe {
+        c::dds_get_guid(handle, guid.as_mut_ptr())
+    })?;
+    // SAFETY: dds_get_guid succeeded and filled it in.
+    Ok(unsafe { guid.assume_init() }.v)
+}
+
+fn instance_handle_of(handle: c::dds_entity_t) -> Result<u64, DdsError> {
+    let mut ih: c::dds_instance_handle_t = 0;
+    // SAFETY: handle is live; ih is a valid out pointer.
+    check("get instance handle", unsafe {
+        c::dds_get_instance_handle(handle, &mut ih)
+    })?;
+    Ok(ih)
+}
+
+/// Copies the user_data QoS out of builtin-topic endpoint data and frees it.
+///
+/// # Safety
+/// `ep` must be null or a pointer returned by `dds_get_matched_*_data`.
+unsafe fn take_endpoint_user_data(ep: *mut c::dds_builtintopic_endpoint_t) -> Option<Vec<u8>> {
+    if ep.is_null() {
+        return None;
+    }
+    let mut value: *mut c_void = ptr::null_mut();
+    let mut size: usize = 0;
+    let found = c::dds_qget_userdata((*ep).qos, &mut value, &mut size);
+    let data = if found && !value.is_null() {
+        let bytes = std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec();
+        c::dds_free(value);
+        bytes
+    } else {
+        Vec::new()
+    };
+    c::dds_builtintopic_free_endpoint(ep);
+    Some(data)
+}
+
+/// A writer of opaque CDR payloads on one topic.
+#[derive(Debug)]
+pub struct Writer {
+    handle: c::dds_entity_t,
+    topic: c::dds_entity_t,
+    sertype: *const c::ddsi_sertype,
+}
+
+// SAFETY: Cyclone entity handles are plain integers usable from any thread;
+// the sertype pointer is owned by Cyclone, lives as long as the writer
+// (invariant 1) and is only read by Cyclone.
+unsafe impl Send for Writer {}
+// SAFETY: see Send; every Cyclone call used here is thread-safe.
+unsafe impl Sync for Writer {}
+
+impl Writer {
+    pub fn new(
+        participant: &Participant,
+        topic: &str,
+        type_name: &str,
+        qos: &EndpointQos,
+        user_data: &str,
+    ) -> Result<Self, DdsError> {
+        let qos = Qos::endpoint("create writer", qos, user_data)?;
+        let topic = participant.blob_topic(topic, type_name)?;
+        // SAFETY: participant and topic are live; qos is live for the call.
+        let handle = unsafe { c::dds_create_writer(participant.handle, topic, qos.0, ptr::null()) };
+        if let Err(e) = check("create writer", handle) {
+            // SAFETY: topic was created above and is not used elsewhere.
+            unsafe { c::dds_delete(topic) };
+            return Err(e);
+        }
+        let mut sertype: *const c::ddsi_sertype = ptr::null();
+        // SAFETY: handle is a live writer; sertype is a valid out pointer.
+        let rc = unsafe { c::dds_get_entity_sertype(handle, &mut sertype) };
+        let writer = Writer {
+            handle,
+            topic,
+            sertype,
+        };
+        check("get writer sertype", rc)?;
+        Ok(writer)
+    }
+
+    /// Writes one sample. `payload` must start with the encapsulation header.
+    pub fn write(&self, payload: &[u8]) -> Result<(), DdsError> {
+        let iov = c::ddsrt_iovec_t {
+            iov_base: payload.as_ptr().cast_mut().cast(),
+            iov_len: payload.len(),
+        };
+        // SAFETY: sertype belongs to this live writer; the blob serdata copies
+        // the bytes out of `iov` before returning (invariant 2).
+        let serdata = unsafe {
+            c::ddsi_serdata_from_ser_iov(
+                self.sertype,
+                c::ddsi_serdata_kind_SDK_DATA,
+                1,
+                &iov,
+                payload.len(),
+            )
+        };
+        if serdata.is_null() {
+            return Err(DdsError::invalid("write", "could not build a sample"));
+        }
+        // SAFETY: dds_writecdr takes ownership of serdata whatever it returns.
+        check("write", unsafe { c::dds_writecdr(self.handle, serdata) })?;
+        Ok(())
+    }
+
+    pub fn guid(&self) -> Result<[u8; 16], DdsError> {
+        guid_of("get writer guid", self.handle)
+    }
+
+    /// The writer's instance handle: rmw_cyclonedds uses it as the client id
+    /// in service request headers.
+    pub fn instance_handle(&self) -> Result<u64, DdsError> {
+        instance_handle_of(self.handle)
+    }
+
+    /// The user_data of every reader currently matched with this writer.
+    pub fn matched_reader_user_data(&self) -> Vec<Vec<u8>> {
+        let mut handles = [0 as c::dds_instance_handle_t; 64];
+        // SAFETY: handle is live; the buffer holds handles.len() entries.
+        let n = unsafe {
+            c::dds_get_matched_subscriptions(self.handle, handles.as_mut_ptr(), handles.len())
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(handles.len());
+        handles[..n]
+            .iter()
+            // SAFETY: invariant 4; the pointer comes straight from Cyclone.
+            .filter_map(|&ih| unsafe {
+                take_endpoint_user_data(c::dds_get_matched_subscription_data(self.handle, ih))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // SAFETY: invariant 1: both handles are owned and deleted once, the
+        // writer before the topic it uses.
+        unsafe {
+            c::dds_delete(self.handle);
+            c::dds_delete(self.topic);
+        }
+    }
+}
+
+/// One sample taken from a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The serialized payload, encapsulation header included.
+    Sample {
+        payload: Vec<u8>,
+        publication_handle: u64,
+    },
+    /// A sample larger than the reader's limit, dropped without copying.
+    Oversized {
+        size: usize,
+        publication_handle: u64,
+    },
+}
+
+/// A reader of opaque CDR payloads that wakes a [`Notify`] on new data.
+#[derive(Debug)]
+pub struct Reader {
+    handle: c::dds_entity_t,
+    topic: c::dds_entity_t,
+    notify: *const Notify,
+    max_sample_size: usize,
+}
+
+// SAFETY: entity handles are thread-safe integers; `notify` is an Arc'd
+// Notify (Send + Sync) that we only dereference via Arc in Drop.
+unsafe impl Send for Reader {}
+// SAFETY: see Send.
+unsafe impl Sync for Reader {}
+
+unsafe extern "C" fn on_data_available(_reader: c::dds_entity_t, arg: *mut c_void) {
+    // SAFETY: arg is the Notify pointer set at creation; invariant 3 keeps
+    // it alive for every callback. Notify is Sync and notify_one never blocks.
+    if let Some(notify) = unsafe { arg.cast::<Notify>().as_ref() } {
+        notify.notify_one();
+    }
+}
+
+impl Reader {
+    pub fn new(
+        participant: &Participant,
+        topic: &str,
+        type_name: &str,
+        qos: &EndpointQos,
+        user_data: &str,
+        notify: Arc<Notify>,
+        max_sample_size: usize,
+    ) -> Result<Self, DdsError> {
+        let qos = Qos::endpoint("create reader", qos, user_data)?;
+        let topic = participant.blob_topic(topic, type_name)?;
+        let notify = Arc::into_raw(notify);
+        // SAFETY: the listener copies the function pointer and arg; arg stays
+        // valid per invariant 3.
+        let listener = unsafe { c::dds_create_listener(notify.cast_mut().cast()) };
+        if listener.is_null() {
+            // SAFETY: reclaim the Arc we leaked above; nothing else saw it.
+            drop(unsafe { Arc::from_raw(notify) });
+            // SAFETY: topic created above, unused elsewhere.
+            unsafe { c::dds_delete(topic) };
+            return Err(DdsError::invalid(
+                "create reader",
+                "out of memory creating listener",
+            ));
+        }
+        // SAFETY: listener is live; participant/topic live; qos live. Cyclone
+        // copies the listener into the reader, so we delete ours right after.
+        let handle = unsafe {
+            c::dds_lset_data_available(listener, Some(on_data_available));
+            let h = c::dds_create_reader(participant.handle, topic, qos.0, listener);
+            c::dds_delete_listener(listener);
+            h
+        };
+        if let Err(e) = check("create reader", handle) {
+            // SAFETY: no reader exists, so no callback can use `notify`.
+            unsafe {
+                drop(Arc::from_raw(notify));
+                c::dds_delete(topic);
+            }
+            return Err(e);
+        }
+        Ok(Reader {
+            handle,
+            topic,
+            notify,
+            max_sample_size,
+        })
+    }
+
+    pub fn guid(&self) -> Result<[u8; 16], DdsError> {
+        guid_of("get reader guid", self.handle)
+    }
+
+    /// Takes every sample available now (at most `limit`).
+    pub fn take(&self, limit: usize) -> Vec<Taken> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let mut serdata: *mut c::ddsi_serdata = ptr::null_mut();
+            let mut info = MaybeUninit::<c::dds_sample_info_t>::zeroed();
+            // SAFETY: handle is live; one serdata slot and one info slot.
+            let n = unsafe {
+                c::dds_takecdr(
+                    self.handle,
+                    &mut serdata,
+                    1,
+                    info.as_mut_ptr(),
+                    c::DDS_ANY_STATE,
+                )
+            };
+            if n <= 0 || serdata.is_null() {
+                break;
+            }
+            // SAFETY: takecdr returned one sample, so info is filled in.
+            let info = unsafe { info.assume_init() };
+            if info.valid_data {
+                // SAFETY: serdata is a live blob sample we own a reference to.
+                let size = unsafe { c::ddsi_serdata_size(serdata) } as usize;
+                if size > self.max_sample_size {
+                    out.push(Taken::Oversized {
+                        size,
+                        publication_handle: info.publication_handle,
+                    });
+                } else {
+                    let mut iov = c::ddsrt_iovec_t {
+                        iov_base: ptr::null_mut(),
+                        iov_len: 0,
+                    };
+                    // SAFETY: invariant 2: a valid-data blob serdata holds
+                    // `size` bytes; we copy them before releasing the ref.
+                    let payload = unsafe {
+                        let r = c::ddsi_serdata_to_ser_ref(serdata, 0, size, &mut iov);
+                        let bytes = if iov.iov_base.is_null() {
+                            Vec::new()
+                        } else {
+                            std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len)
+                                .to_vec()
+                        };
+                        c::ddsi_serdata_to_ser_unref(r, &iov);
+                        bytes
+                    };
+                    out.push(Taken::Sample {
+                        payload,
+                        publication_handle: info.publication_handle,
+                    });
+                }
+            }
+            // SAFETY: release the reference dds_takecdr gave us.
+            unsafe { c::ddsi_serdata_unref(serdata) };
+        }
+        out
+    }
+
+    /// The user_data of the matched writer with this instance handle.
+    pub fn matched_writer_user_data(&self, publication_handle: u64) -> Option<Vec<u8>> {
+        // SAFETY: invariant 4.
+        unsafe {
+            take_endpoint_user_data(c::dds_get_matched_publication_data(
+                self.handle,
+                publication_handle,
+            ))
+        }
+    }
+
+    /// The user_data of every writer currently matched with this reader.
+    pub fn matched_writers_user_data(&self) -> Vec<Vec<u8>> {
+        let mut handles = [0 as c::dds_instance_handle_t; 64];
+        // SAFETY: handle is live; the buffer holds handles.len() entries.
+        let n = unsafe {
+            c::dds_get_matched_publications(self.handle, handles.as_mut_ptr(), handles.len())
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(handles.len());
+        handles[..n]
+            .iter()
+            .filter_map(|&ih| self.matched_writer_user_data(ih))
+            .collect()
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // SAFETY: invariants 1 and 3: delete the reader (which waits for
+        // running listener callbacks), then its topic, then reclaim the Arc.
+        unsafe {
+            c::dds_delete(self.handle);
+            c::dds_delete(self.topic);
+            drop(Arc::from_raw(self.notify));
+        }
+    }
+}

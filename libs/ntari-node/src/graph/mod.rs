@@ -1,0 +1,325 @@
+//! The ROS 2 graph, spoken as rmw_cyclonedds (Jazzy) speaks it.
+//!
+//! A [`Context`] is one DDS participant, like an rmw context; it owns the
+//! `ros_discovery_info` writer through which `ros2 node list` learns which
+//! nodes live in this process and which endpoints belong to each.
+//! [`Node`]s are names in that table; publishers, subscriptions, service
+//! servers and clients register their DDS GUIDs with their node for as long
+//! as they live.
+//!
+//! Invariant: `ros_discovery_info` is republished whenever a node or an
+//! endpoint is added or removed, under the same lock that changes the table,
+//! so the latched sample is never older than the table.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::dds::{DdsError, EndpointQos, Participant, Writer};
+use crate::msg::rmw_dds_common::{Gid, NodeEntitiesInfo, ParticipantEntitiesInfo};
+use crate::msg::RosMessage;
+use crate::typehash;
+
+mod inbox;
+pub mod names;
+pub mod qos;
+mod service;
+mod topic;
+pub mod wire;
+
+pub use service::{Request, RequestHeader, ServiceClient, ServiceServer};
+pub use topic::{Publisher, Subscription};
+pub use wire::WireError;
+
+/// Largest message a subscription accepts; bigger samples are dropped with a
+/// log line so a misbehaving peer cannot make a node buffer without bound.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Largest service request a server accepts (lifecycle requests are tiny).
+pub const MAX_REQUEST_SIZE: usize = 64 * 1024;
+
+/// Errors of the graph layer.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error(transparent)]
+    Dds(#[from] DdsError),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("invalid ROS name {name:?}: {why}")]
+    InvalidName { name: String, why: &'static str },
+    #[error("ROS_DOMAIN_ID={0:?} is not a domain id: use a whole number from 0 to 232")]
+    DomainId(String),
+    #[error("service {service} did not become available within {seconds:.1} s")]
+    ServiceUnavailable { service: String, seconds: f64 },
+    #[error("no reply from service {service} within {seconds:.1} s")]
+    Timeout { service: String, seconds: f64 },
+}
+
+/// The largest domain id a ROS 2 participant can use with default ports.
+pub const MAX_DOMAIN_ID: u32 = 232;
+
+/// Reads `ROS_DOMAIN_ID` as rcl does: unset or empty means 0.
+pub fn domain_id_from_env() -> Result<u32, GraphError> {
+    match std::env::var("ROS_DOMAIN_ID") {
+        Err(_) => Ok(0),
+        Ok(v) if v.trim().is_empty() => Ok(0),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(id) if id <= MAX_DOMAIN_ID => Ok(id),
+            _ => Err(GraphError::DomainId(v)),
+        },
+    }
+}
+
+/// One node's row in `ros_discovery_info`.
+struct NodeEntry {
+    id: u64,
+    namespace: String,
+    name: String,
+    readers: Vec<[u8; 16]>,
+    writers: Vec<[u8; 16]>,
+}
+
+pub(crate) struct ContextInner {
+    // Field order matters for Drop: the writer goes before the participant.
+    discovery: Writer,
+    participant: Participant,
+    participant_gid: [u8; 16],
+    domain_id: u32,
+    nodes: Mutex<Vec<NodeEntry>>,
+    next_node_id: AtomicU64,
+}
+
+/// A process's membership of a ROS 2 domain: one DDS participant.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+impl Context {
+    /// Joins the domain named by `ROS_DOMAIN_ID` (default 0). Cyclone itself
+    /// honours `CYCLONEDDS_URI` for interfaces, peers and tracing.
+    pub fn from_env() -> Result<Self, GraphError> {
+        Self::new(domain_id_from_env()?)
+    }
+
+    pub fn new(domain_id: u32) -> Result<Self, GraphError> {
+        if domain_id > MAX_DOMAIN_ID {
+            return Err(GraphError::DomainId(domain_id.to_string()));
+        }
+        // rmw_cyclonedds marks every participant with its security enclave.
+        let participant = Participant::new(domain_id, "enclave=/;")?;
+        let participant_gid = participant.guid()?;
+        let discovery = Writer::new(
+            &participant,
+            "ros_discovery_info",
+            &names::dds_type_name(ParticipantEntitiesInfo::TYPE_NAME),
+            &qos::LATCHED,
+            &typehash::user_data_for(&ParticipantEntitiesInfo::type_description()),
+        )?;
+        let inner = Arc::new(ContextInner {
+            discovery,
+            participant,
+            participant_gid,
+            domain_id,
+            nodes: Mutex::new(Vec::new()),
+            next_node_id: AtomicU64::new(1),
+        });
+        inner.publish_discovery(&inner.lock_nodes())?;
+        Ok(Context { inner })
+    }
+
+    pub fn domain_id(&self) -> u32 {
+        self.inner.domain_id
+    }
+
+    /// Adds a node `namespace/name` to this participant's graph entry.
+    pub fn create_node(&self, namespace: &str, name: &str) -> Result<Node, GraphError> {
+        names::validate_namespace(namespace)?;
+        names::validate_node_name(name)?;
+        let id = self.inner.next_node_id.fetch_add(1, Ordering::Relaxed);
+        let mut nodes = self.inner.lock_nodes();
+        nodes.push(NodeEntry {
+            id,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            readers: Vec::new(),
+            writers: Vec::new(),
+        });
+        self.inner.publish_discovery(&nodes)?;
+        Ok(Node {
+            ctx: self.inner.clone(),
+            id,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl ContextInner {
+    fn lock_nodes(&self) -> MutexGuard<'_, Vec<NodeEntry>> {
+        // A panic while holding this lock cannot leave the table half-edited
+        // (every edit is a single push/retain), so poisoning is ignored.
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish_discovery(&self, nodes: &[NodeEntry]) -> Result<(), GraphError> {
+        let gids = |v: &[[u8; 16]]| v.iter().map(|g| Gid { data: *g }).collect();
+        let info = ParticipantEntitiesInfo {
+            gid: Gid {
+                data: self.participant_gid,
+            },
+            node_entities_info_seq: nodes
+                .iter()
+                .map(|n| NodeEntitiesInfo {
+                    node_namespace: n.namespace.clone(),
+                    node_name: n.name.clone(),
+                    reader_gid_seq: gids(&n.readers),
+                    writer_gid_seq: gids(&n.writers),
+                })
+                .collect(),
+        };
+        self.discovery.write(&wire::encode(&info)?)?;
+        Ok(())
+    }
+
+    fn edit_node(&self, node_id: u64, edit: impl FnOnce(&mut NodeEntry)) {
+        let mut nodes = self.lock_nodes();
+        if let Some(entry) = nodes.iter_mut().find(|n| n.id == node_id) {
+            edit(entry);
+        }
+        if let Err(e) = self.publish_discovery(&nodes) {
+            tracing::warn!(error = %e, "could not republish ros_discovery_info");
+        }
+    }
+}
+
+/// Which side of a topic an endpoint is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndpointKind {
+    Reader,
+    Writer,
+}
+
+/// An endpoint's entry in its node's discovery row; removed on drop.
+pub(crate) struct Registration {
+    ctx: Arc<ContextInner>,
+    node_id: u64,
+    gid: [u8; 16],
+    kind: EndpointKind,
+}
+
+impl Registration {
+    fn new(node: &Node, kind: EndpointKind, gid: [u8; 16]) -> Self {
+        node.ctx.edit_node(node.id, |n| match kind {
+            EndpointKind::Reader => n.readers.push(gid),
+            EndpointKind::Writer => n.writers.push(gid),
+        });
+        Registration {
+            ctx: node.ctx.clone(),
+            node_id: node.id,
+            gid,
+            kind,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let (gid, kind) = (self.gid, self.kind);
+        self.ctx.edit_node(self.node_id, |n| match kind {
+            EndpointKind::Reader => n.readers.retain(|g| *g != gid),
+            EndpointKind::Writer => n.writers.retain(|g| *g != gid),
+        });
+    }
+}
+
+/// A named ROS 2 node inside a [`Context`]. Dropping it removes it from the
+/// graph (its endpoints keep their own registrations until they drop).
+pub struct Node {
+    ctx: Arc<ContextInner>,
+    id: u64,
+    namespace: String,
+    name: String,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `/namespace/name`, as `ros2 node list` prints it.
+    pub fn fully_qualified_name(&self) -> String {
+        names::node_fqn(&self.namespace, &self.name)
+    }
+
+    /// Expands a relative or `~/` name against this node.
+    pub fn resolve(&self, name: &str) -> Result<String, GraphError> {
+        names::resolve(&self.namespace, &self.name, name)
+    }
+
+    pub fn create_publisher<T: RosMessage>(
+        &self,
+        topic: &str,
+        qos: EndpointQos,
+    ) -> Result<Publisher<T>, GraphError> {
+        Publisher::new(self, topic, qos)
+    }
+
+    pub fn create_subscription<T: RosMessage>(
+        &self,
+        topic: &str,
+        qos: EndpointQos,
+    ) -> Result<Subscription<T>, GraphError> {
+        Subscription::new(self, topic, qos)
+    }
+
+    pub fn create_service<S: crate::msg::RosService>(
+        &self,
+        name: &str,
+    ) -> Result<ServiceServer<S>, GraphError> {
+        ServiceServer::new(self, name)
+    }
+
+    pub fn create_client<S: crate::msg::RosService>(
+        &self,
+        name: &str,
+    ) -> Result<ServiceClient<S>, GraphError> {
+        ServiceClient::new(self, name)
+    }
+
+    pub(crate) fn participant(&self) -> &Participant {
+        &self.ctx.participant
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut nodes = self.ctx.lock_nodes();
+        nodes.retain(|n| n.id != self.id);
+        if let Err(e) = self.ctx.publish_discovery(&nodes) {
+            tracing::warn!(error = %e, "could not republish ros_discovery_info");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_id_parsing() {
+        // One test mutates the env so parallel tests cannot race on it.
+        std::env::remove_var("ROS_DOMAIN_ID");
+        assert_eq!(domain_id_from_env().unwrap(), 0);
+        std::env::set_var("ROS_DOMAIN_ID", " 42 ");
+        assert_eq!(domain_id_from_env().unwrap(), 42);
+        for bad in ["abc", "-1", "233", "1.5"] {
+            std::env::set_var("ROS_DOMAIN_ID", bad);
+            let err = domain_id_from_env().unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("0 to 232"), "{err}");
+        }
+        std::env::remove_var("ROS_DOMAIN_ID");
+    }
+}

@@ -1,0 +1,123 @@
+//! Typed publishers and subscriptions.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::inbox::Inbox;
+use super::{names, wire, EndpointKind, GraphError, Node, Registration, MAX_MESSAGE_SIZE};
+use crate::dds::{EndpointQos, Reader, Writer};
+use crate::msg::RosMessage;
+use crate::typehash;
+
+/// Publishes `T` on one ROS topic.
+pub struct Publisher<T: RosMessage> {
+    _registration: Registration,
+    writer: Writer,
+    topic: String,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T: RosMessage> Publisher<T> {
+    pub(crate) fn new(node: &Node, topic: &str, qos: EndpointQos) -> Result<Self, GraphError> {
+        let topic = node.resolve(topic)?;
+        let writer = Writer::new(
+            node.participant(),
+            &names::topic_dds_name(&topic),
+            &names::dds_type_name(T::TYPE_NAME),
+            &qos,
+            &typehash::user_data_for(&T::type_description()),
+        )?;
+        let registration = Registration::new(node, EndpointKind::Writer, writer.guid()?);
+        Ok(Publisher {
+            _registration: registration,
+            writer,
+            topic,
+            _type: PhantomData,
+        })
+    }
+
+    pub fn publish(&self, message: &T) -> Result<(), GraphError> {
+        self.writer.write(&wire::encode(message)?)?;
+        Ok(())
+    }
+
+    /// The resolved ROS topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Number of subscriptions currently matched.
+    pub fn matched_subscriptions(&self) -> usize {
+        self.writer.matched_reader_user_data().len()
+    }
+}
+
+/// Receives `T` from one ROS topic.
+pub struct Subscription<T: RosMessage> {
+    _registration: Registration,
+    inbox: Inbox,
+    topic: String,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: RosMessage> Subscription<T> {
+    pub(crate) fn new(node: &Node, topic: &str, qos: EndpointQos) -> Result<Self, GraphError> {
+        let topic = node.resolve(topic)?;
+        let notify = Arc::new(Notify::new());
+        let dds_topic = names::topic_dds_name(&topic);
+        let reader = Reader::new(
+            node.participant(),
+            &dds_topic,
+            &names::dds_type_name(T::TYPE_NAME),
+            &qos,
+            &typehash::user_data_for(&T::type_description()),
+            notify.clone(),
+            MAX_MESSAGE_SIZE,
+        )?;
+        let registration = Registration::new(node, EndpointKind::Reader, reader.guid()?);
+        Ok(Subscription {
+            _registration: registration,
+            inbox: Inbox::new(reader, notify, dds_topic),
+            topic,
+            _type: PhantomData,
+        })
+    }
+
+    /// The resolved ROS topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn decode(&self, payload: &[u8]) -> Option<T> {
+        match wire::decode(payload) {
+            Ok(message) => Some(message),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "dropped an undecodable sample");
+                None
+            }
+        }
+    }
+
+    /// The next message already received, if any (undecodable ones are
+    /// logged and skipped).
+    pub fn try_recv(&self) -> Option<T> {
+        while let Some(incoming) = self.inbox.try_next() {
+            if let Some(message) = self.decode(&incoming.payload) {
+                return Some(message);
+            }
+        }
+        None
+    }
+
+    /// Waits for the next well-formed message. Cancel-safe.
+    pub async fn recv(&self) -> T {
+        loop {
+            let incoming = self.inbox.next().await;
+            if let Some(message) = self.decode(&incoming.payload) {
+                return message;
+            }
+        }
+    }
+}

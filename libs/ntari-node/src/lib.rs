@@ -1,0 +1,18 @@
+//! Shared runtime of NTARI OS service nodes.
+//!
+//! - [`graph`]: the ROS 2 graph (topics, services, `ros_discovery_info`)
+//!   spoken as rmw_cyclonedds speaks it, directly on Cyclone DDS;
+//! - [`lifecycle`]: the ROS 2 managed-node state machine and its services;
+//! - [`msg`]: the ROS message and service types the nodes use;
+//! - [`typehash`]: Jazzy RIHS01 type hashes for endpoint user_data.
+//!
+//! `dds` is the only module with `unsafe` code (see its invariants).
+//! Nothing here is specific to one network service.
+
+mod dds;
+pub mod graph;
+pub mod lifecycle;
+pub mod msg;
+pub mod typehash;
+
+pub use dds::{DdsError, EndpointQos};
