@@ -8,6 +8,7 @@
 //!
 //! Run it with `cargo run --example ntari_example_node -- --autostart`.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -122,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let context = Context::from_env().context("cannot join the ROS 2 domain")?;

@@ -62,6 +62,8 @@ from cyclonedds.qos import Policy, Qos  # noqa: E402
 from cyclonedds.sub import DataReader  # noqa: E402
 from cyclonedds.topic import Topic  # noqa: E402
 from cyclonedds.util import duration  # noqa: E402
+from cyclonedds.idl import make_idl_struct  # noqa: E402
+from cyclonedds.idl.types import array, uint8  # noqa: E402
 
 from ros_types import (  # noqa: E402
     SERVICE_TYPES,
@@ -81,7 +83,7 @@ __all__ = [
     "ros_qos", "DEFAULT_QOS", "DISCOVERY_QOS", "XCDR1", "XCDR2",
     "topic_name", "request_topic", "reply_topic", "csid_to_string",
     "Graph", "Subscription", "RawSample", "NodeInfo", "Endpoint",
-    "ServiceClient", "ServiceServer", "LifecycleClient", "RawServiceSender",
+    "ServiceClient", "ServiceServer", "LifecycleClient", "RawServiceSender", "raw_type",
     "DiscoveryInfoPublisher",
 ]
 
@@ -678,28 +680,56 @@ class ServiceServer:
         return n
 
 
-class RawServiceSender:
-    """Writes arbitrary bytes on a service's request topic and listens for replies.
+_raw_types: Dict[Tuple[str, int], Type] = {}
 
-    It has its own participant (so it is a separate, unknown client to the
-    server) and registers the topic with the real request type, so the type
-    name and type information are the genuine ones; the *payload* written is
-    whatever bytes the test gives, encapsulation header included, bypassing
-    serialisation.  With ``xcdr2=True`` the writer advertises XCDR2 and
-    :meth:`send_sample` serialises as XCDR2 (a ROS 2 peer never does that).
-    Both endpoints carry the same ``clientid`` so a checking server can reply.
+
+def raw_type(type_name: str, size: int) -> Type:
+    """An IDL struct named ``type_name`` whose body is ``uint8 raw[size]``.
+
+    Why: Python cyclonedds validates every sample it writes against the
+    writer's type (dds_stream_normalize), so garbage cannot be written with
+    the real type.  An octet array of exactly the body's size accepts any
+    bytes — and any 4-byte encapsulation header, which the binding does not
+    check.  Peers that announce no XTypes type information (rmw_cyclonedds,
+    our Rust nodes with their blob sertype) match it by type name; a Python
+    reader of the real type does not (its type information differs)."""
+    key = (type_name, size)
+    cls = _raw_types.get(key)
+    if cls is None:
+        cls = make_idl_struct(f"Raw_{size}", type_name, {"raw": array[uint8, size]})
+        _raw_types[key] = cls
+    return cls
+
+
+class RawServiceSender:
+    """Puts arbitrary bytes on a service's request topic and listens for replies.
+
+    A separate participant (so it is an unknown client to the server) with a
+    reply reader of the real response type.  :meth:`send_bytes` writes the
+    given payload verbatim — encapsulation header included — through a writer
+    of :func:`raw_type` sized to the payload (one writer per size, created on
+    demand and waited for until the server's request reader matches it).
+    :meth:`send_sample` writes a typed request through a writer of the real
+    request type, in XCDR2 if ``xcdr2=True`` (a ROS 2 peer never does that; a
+    reader that accepts only XCDR1 will not even match that writer).
+    Every writer and the reply reader carry the same ``clientid`` user data,
+    so a server that checks (as rmw_cyclonedds does) can reply.
     """
 
     def __init__(self, domain_id: int, service: str, srv_type: Any, *, xcdr2: bool = False,
                  qos: Qos = DEFAULT_QOS):
         self.graph = Graph(domain_id)
+        self.service = service
+        self.qos = qos
         self.request_type, self.response_type = _types_for(srv_type)
         self.clientid = csid_to_string(_unique_csid(self.graph.guid))
-        ud = Qos(Policy.Userdata(f"clientid={self.clientid};".encode()))
-        self.writer = self.graph.writer(request_topic(service), self.request_type, qos + ud, xcdr2=xcdr2)
-        self.reader = self.graph.reader(reply_topic(service), self.response_type, qos + ud)
-        self.client_guid = self.writer.get_instance_handle() & 0xFFFFFFFFFFFFFFFF  # u64 on the wire
+        self._ud = Qos(Policy.Userdata(f"clientid={self.clientid};".encode()))
+        self.writer = self.graph.writer(request_topic(service), self.request_type, qos + self._ud, xcdr2=xcdr2)
+        self.reader = self.graph.reader(reply_topic(service), self.response_type, qos + self._ud)
+        # rmw uses the request writer's instance handle; any unique u64 correlates.
+        self.client_guid = self.writer.get_instance_handle() & 0xFFFFFFFFFFFFFFFF
         self.replies = Subscription(self.reader, name=reply_topic(service))
+        self._raw_writers: Dict[int, DataWriter] = {}
 
     def close(self) -> None:
         self.graph.close()
@@ -711,6 +741,7 @@ class RawServiceSender:
         self.close()
 
     def wait_matched(self, timeout: float = 10.0) -> bool:
+        """The typed writer and the reply reader are matched with the server."""
         return bool(_poll_until(lambda: self.writer.get_matched_subscriptions()
                                 and self.reader.get_matched_publications(), timeout))
 
@@ -718,14 +749,32 @@ class RawServiceSender:
         """The 16-byte rmw request header (little endian) for sequence number ``seq``."""
         return self.client_guid.to_bytes(8, "little") + seq.to_bytes(8, "little", signed=True)
 
-    def send_bytes(self, payload: bytes) -> None:
-        """Write ``payload`` as the serialised sample (it must include the 4-byte encapsulation)."""
-        ret = ddspy_write(self.writer._ref, payload)
+    def raw_writer(self, body_size: int) -> DataWriter:
+        w = self._raw_writers.get(body_size)
+        if w is None:
+            dds_name = request_topic(self.service)
+            t = Topic(self.graph.participant, dds_name, raw_type(self.request_type.__idl_typename__, body_size))
+            w = DataWriter(self.graph.participant, t, qos=self.qos + self._ud + Qos(XCDR1))
+            self._raw_writers[body_size] = w
+        return w
+
+    def send_bytes(self, payload: bytes, match_timeout: float = 10.0) -> bool:
+        """Write ``payload`` verbatim (4-byte encapsulation header + body of >= 1 byte).
+
+        Returns False (and writes nothing) if no request reader matched the
+        writer within ``match_timeout``."""
+        if len(payload) < 5:
+            raise ValueError("payload needs a 4-byte header and at least one body byte")
+        w = self.raw_writer(len(payload) - 4)
+        if not _poll_until(w.get_matched_subscriptions, match_timeout):
+            return False
+        ret = ddspy_write(w._ref, payload)
         if isinstance(ret, int) and ret < 0:
-            raise RuntimeError(f"raw write failed: {ret}")
+            raise RuntimeError(f"raw write of {len(payload)} bytes failed: {ret}")
+        return True
 
     def send_sample(self, sample: Any) -> None:
-        """Write a typed sample through the writer's representation (XCDR2 if ``xcdr2``)."""
+        """Write a typed request through the typed writer (XCDR2 if ``xcdr2``)."""
         self.writer.write(sample)
 
     def replies_for(self, seq: int, window: float) -> List[Any]:

@@ -28,12 +28,14 @@ from rosgraph import (
     ServiceServer,
     Subscription,
     csid_to_string,
+    raw_type,
     request_topic,
     user_data_value,
 )
 from ros_types import (
     S,
     Bool,
+    ChangeState_Request,
     DiagnosticArray,
     DiagnosticStatus,
     GetState_Request,
@@ -267,31 +269,38 @@ def test_service_call_header_and_correlation(domain_id):
 
 
 def test_raw_sender_bytes_arrive_verbatim(domain_id):
-    """The raw sender delivers exactly the given bytes (any encapsulation, any
-    size), and its XCDR2 writer really emits XCDR2."""
-    with Graph(domain_id) as server:
-        reqs = Subscription(server.reader(request_topic("/ntari/fake/get_state"), GetState_Request),
-                            raw=True, name="requests")
-        with RawServiceSender(domain_id, "/ntari/fake/get_state", "lifecycle_msgs/srv/GetState") as raw, \
-                RawServiceSender(domain_id, "/ntari/fake/get_state", "lifecycle_msgs/srv/GetState",
-                                 xcdr2=True) as raw2:
-            assert Graph.wait_matched(raw.writer) and Graph.wait_matched(raw2.writer)
-            payloads = [
-                CDR_LE + raw.header(1) + b"\x00",          # a valid GetState request
-                CDR_LE + raw.header(2)[:5],                # truncated header
-                b"\xde\xad",                               # not even an encapsulation
-                XCDR2_LE + raw.header(3) + b"\x00",
-                CDR_LE + raw.header(4) + b"\xa5" * (1 << 20),  # ~1 MiB
-            ]
-            for p in payloads:
-                raw.send_bytes(p)
-            got = [reqs.wait_for(timeout=5).data for _ in payloads]
-            # Cyclone pads serialised data to a multiple of 4 bytes
-            for sent, recv in zip(payloads, got):
-                assert recv[:len(sent)] == sent and len(recv) - len(sent) < 4
-            raw2.send_sample(GetState_Request(client_guid=raw2.client_guid, sequence_number=9))
-            x = reqs.wait_for(timeout=5).data
-            assert x[:2] == b"\x00\x07" and x[4:12] == raw2.client_guid.to_bytes(8, "little")
+    """The raw sender delivers exactly the given bytes (any header, any size),
+    and its XCDR2 writer really emits XCDR2.
+
+    A Python reader only matches a raw writer through the same raw type (its
+    type information differs from the real type's); the Rust nodes and
+    rmw_cyclonedds announce no type information and match by type name."""
+    svc = "/ntari/fake/change_state"
+    tn = ChangeState_Request.__idl_typename__
+    with Graph(domain_id) as server, \
+            RawServiceSender(domain_id, svc, "lifecycle_msgs/srv/ChangeState") as raw:
+        payloads = [
+            CDR_LE + raw.header(1) + b"\x01\x00\x00\x00" + b"\xa5" * 7,   # garbage string length
+            CDR_LE + raw.header(2)[:5],                                  # truncated header
+            b"\xde\xad\xbe\xef\x00",                                      # not a CDR encapsulation
+            XCDR2_LE + raw.header(3) + b"\x03\x00\x00\x00" + (1).to_bytes(4, "little") + b"\x00",
+            CDR_LE + raw.header(4) + b"\x01\x00\x00\x00" + (1 << 20).to_bytes(4, "little") + b"a" * (1 << 20),
+        ]
+        for p in payloads:
+            body = len(p) - 4
+            sub = Subscription(server.reader(request_topic(svc), raw_type(tn, body)), raw=True, name=f"raw{body}")
+            assert raw.send_bytes(p, match_timeout=5)
+            got = sub.wait_for(timeout=5).data
+            # Cyclone may pad serialised data to a multiple of 4 bytes
+            assert got[:len(p)] == p and len(got) - len(p) < 4
+
+    with Graph(domain_id) as server, \
+            RawServiceSender(domain_id, svc, "lifecycle_msgs/srv/ChangeState", xcdr2=True) as raw2:
+        reqs = Subscription(server.reader(request_topic(svc), ChangeState_Request), raw=True, name="typed")
+        assert Graph.wait_matched(raw2.writer)
+        raw2.send_sample(ChangeState_Request(client_guid=raw2.client_guid, sequence_number=9))
+        x = reqs.wait_for(timeout=5).data
+        assert x[:2] == b"\x00\x07" and x[4:12] == raw2.client_guid.to_bytes(8, "little")
 
 
 def test_transition_event_type_layout():

@@ -53,12 +53,15 @@ fn new_endpoint_id(node: &Node) -> Result<String, GraphError> {
     Ok(endpoint_id_string(&id))
 }
 
-/// rmw_cyclonedds' rendering of a client/service id.
+/// rmw_cyclonedds' rendering of a client/service id (`csid_to_string`):
+/// C++ `std::hex << std::setw(2)` on the first byte only, so it is padded
+/// with a space, then `.`-separated unpadded hex (" 1.10.a3.…").
 fn endpoint_id_string(id: &[u8; 16]) -> String {
-    id.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(".")
+    let mut out = format!("{:2x}", id[0]);
+    for b in &id[1..] {
+        out.push_str(&format!(".{b:x}"));
+    }
+    out
 }
 
 /// The value of `key=` in a `k=v;k=v;` user_data string.
@@ -70,8 +73,15 @@ fn user_data_value(user_data: &[u8], key: &str) -> Option<String> {
     })
 }
 
-fn endpoint_user_data(role: &str, id: &str, type_user_data: &str) -> String {
-    format!("{role}={id};{type_user_data}")
+/// user_data of the request-side and reply-side endpoints: the id shared
+/// by both, then the type hash of the message each one carries (the
+/// `_Request` and `_Response` types, as rmw_cyclonedds Jazzy does).
+fn endpoint_user_data<S: RosService>(role: &str, id: &str) -> (String, String) {
+    let with_hash = |desc| format!("{role}={id};{}", typehash::user_data_for(&desc));
+    (
+        with_hash(S::Request::type_description()),
+        with_hash(S::Response::type_description()),
+    )
 }
 
 /// One request taken by a [`ServiceServer`].
@@ -96,15 +106,14 @@ impl<S: RosService> ServiceServer<S> {
         let name = node.resolve(name)?;
         let (rq, rr) = names::service_dds_names(&name);
         let id = new_endpoint_id(node)?;
-        let type_user_data = typehash::user_data_for(&S::type_description());
-        let user_data = endpoint_user_data("serviceid", &id, &type_user_data);
+        let (request_user_data, reply_user_data) = endpoint_user_data::<S>("serviceid", &id);
         let notify = Arc::new(Notify::new());
         let reader = Reader::new(
             node.participant(),
             &rq,
             &names::dds_type_name(S::Request::TYPE_NAME),
             &qos::SERVICES,
-            &user_data,
+            &request_user_data,
             notify.clone(),
             MAX_REQUEST_SIZE,
         )?;
@@ -113,7 +122,7 @@ impl<S: RosService> ServiceServer<S> {
             &rr,
             &names::dds_type_name(S::Response::TYPE_NAME),
             &qos::SERVICES,
-            &user_data,
+            &reply_user_data,
         )?;
         let registrations = [
             Registration::new(node, EndpointKind::Reader, reader.guid()?),
@@ -212,14 +221,13 @@ impl<S: RosService> ServiceClient<S> {
         let name = node.resolve(name)?;
         let (rq, rr) = names::service_dds_names(&name);
         let id = new_endpoint_id(node)?;
-        let type_user_data = typehash::user_data_for(&S::type_description());
-        let user_data = endpoint_user_data("clientid", &id, &type_user_data);
+        let (request_user_data, reply_user_data) = endpoint_user_data::<S>("clientid", &id);
         let requests = Writer::new(
             node.participant(),
             &rq,
             &names::dds_type_name(S::Request::TYPE_NAME),
             &qos::SERVICES,
-            &user_data,
+            &request_user_data,
         )?;
         let notify = Arc::new(Notify::new());
         let reader = Reader::new(
@@ -227,7 +235,7 @@ impl<S: RosService> ServiceClient<S> {
             &rr,
             &names::dds_type_name(S::Response::TYPE_NAME),
             &qos::SERVICES,
-            &user_data,
+            &reply_user_data,
             notify.clone(),
             super::MAX_MESSAGE_SIZE,
         )?;
@@ -318,6 +326,18 @@ impl<S: RosService> ServiceClient<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_render_as_rmw_cyclonedds_does() {
+        let mut id = [0u8; 16];
+        id[0] = 1;
+        id[1] = 0x10;
+        id[15] = 0xab;
+        assert_eq!(
+            endpoint_id_string(&id),
+            " 1.10.0.0.0.0.0.0.0.0.0.0.0.0.0.ab"
+        );
+    }
 
     #[test]
     fn user_data_lookup() {
