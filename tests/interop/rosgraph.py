@@ -352,7 +352,7 @@ class Graph:
         self.domain_id = domain_id
         self.participant = DomainParticipant(
             domain_id, qos=Qos(Policy.Userdata(f"enclave={enclave};".encode())))
-        self._topics: Dict[str, Topic] = {}
+        self._topics: Dict[Tuple[str, Type], Topic] = {}
         self._closables: List[Any] = []
         self._discovery: Optional[DataReader] = None
         self._discovery_infos: Dict[bytes, ParticipantEntitiesInfo] = {}
@@ -377,14 +377,16 @@ class Graph:
 
     # -- topics ------------------------------------------------------------
     def topic(self, dds_name: str, data_type: Type) -> Topic:
-        """The participant's Topic for ``dds_name`` (one data type per name per Graph)."""
-        t = self._topics.get(dds_name)
+        """The participant's Topic for (``dds_name``, ``data_type``), created once.
+
+        Cyclone allows one topic name with several types in a participant
+        (used by the raw sender); readers and writers match across
+        participants by type name and, where both announce it, type information."""
+        key = (dds_name, data_type)
+        t = self._topics.get(key)
         if t is None:
             t = Topic(self.participant, dds_name, data_type)
-            self._topics[dds_name] = t
-        elif t.data_type is not data_type:
-            raise ValueError(f"{dds_name} already used with {t.data_type.__name__} in this Graph; "
-                             f"use another Graph (participant) for {data_type.__name__}")
+            self._topics[key] = t
         return t
 
     def reader(self, dds_name: str, data_type: Type, qos: Qos = DEFAULT_QOS) -> DataReader:
@@ -753,7 +755,7 @@ class RawServiceSender:
         w = self._raw_writers.get(body_size)
         if w is None:
             dds_name = request_topic(self.service)
-            t = Topic(self.graph.participant, dds_name, raw_type(self.request_type.__idl_typename__, body_size))
+            t = self.graph.topic(dds_name, raw_type(self.request_type.__idl_typename__, body_size))
             w = DataWriter(self.graph.participant, t, qos=self.qos + self._ud + Qos(XCDR1))
             self._raw_writers[body_size] = w
         return w

@@ -213,6 +213,23 @@ fn instance_handle_of(handle: c::dds_entity_t) -> Result<u64, DdsError> {
     Ok(ih)
 }
 
+/// `dds_get_matched_subscriptions` / `dds_get_matched_publications`.
+type MatchedListFn =
+    unsafe extern "C" fn(c::dds_entity_t, *mut c::dds_instance_handle_t, usize) -> c::dds_return_t;
+
+/// Instance handles of the endpoints matched with `handle`.
+fn matched_handles(handle: c::dds_entity_t, list: MatchedListFn) -> Vec<c::dds_instance_handle_t> {
+    // SAFETY: handle is live; with a null buffer of size 0 Cyclone only
+    // returns the count.
+    let count = unsafe { list(handle, ptr::null_mut(), 0) };
+    let mut handles = vec![0; usize::try_from(count).unwrap_or(0)];
+    // SAFETY: the buffer holds handles.len() entries; Cyclone writes at most
+    // that many and returns how many match now (which may have changed).
+    let n = unsafe { list(handle, handles.as_mut_ptr(), handles.len()) };
+    handles.truncate(usize::try_from(n).unwrap_or(0));
+    handles
+}
+
 /// Copies the user_data QoS out of builtin-topic endpoint data and frees it.
 ///
 /// # Safety
@@ -316,16 +333,10 @@ impl Writer {
 
     /// The user_data of every reader currently matched with this writer.
     pub fn matched_reader_user_data(&self) -> Vec<Vec<u8>> {
-        let mut handles = [0 as c::dds_instance_handle_t; 64];
-        // SAFETY: handle is live; the buffer holds handles.len() entries.
-        let n = unsafe {
-            c::dds_get_matched_subscriptions(self.handle, handles.as_mut_ptr(), handles.len())
-        };
-        let n = usize::try_from(n).unwrap_or(0).min(handles.len());
-        handles[..n]
-            .iter()
+        matched_handles(self.handle, c::dds_get_matched_subscriptions)
+            .into_iter()
             // SAFETY: invariant 4; the pointer comes straight from Cyclone.
-            .filter_map(|&ih| unsafe {
+            .filter_map(|ih| unsafe {
                 take_endpoint_user_data(c::dds_get_matched_subscription_data(self.handle, ih))
             })
             .collect()
@@ -507,15 +518,9 @@ impl Reader {
 
     /// The user_data of every writer currently matched with this reader.
     pub fn matched_writers_user_data(&self) -> Vec<Vec<u8>> {
-        let mut handles = [0 as c::dds_instance_handle_t; 64];
-        // SAFETY: handle is live; the buffer holds handles.len() entries.
-        let n = unsafe {
-            c::dds_get_matched_publications(self.handle, handles.as_mut_ptr(), handles.len())
-        };
-        let n = usize::try_from(n).unwrap_or(0).min(handles.len());
-        handles[..n]
-            .iter()
-            .filter_map(|&ih| self.matched_writer_user_data(ih))
+        matched_handles(self.handle, c::dds_get_matched_publications)
+            .into_iter()
+            .filter_map(|ih| self.matched_writer_user_data(ih))
             .collect()
     }
 }
