@@ -80,7 +80,8 @@ impl LifecycleCallbacks for Example {
     }
 }
 
-/// Publishes health once a second and whenever the state changes.
+/// Publishes health once a second, whenever the state changes, and when a
+/// new subscriber appears (so it does not wait for the next tick).
 async fn publish_health(health: &Publisher<Bool>, mut state: watch::Receiver<State>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -90,6 +91,7 @@ async fn publish_health(health: &Publisher<Bool>, mut state: watch::Receiver<Sta
         }
         tokio::select! {
             _ = tick.tick() => {}
+            () = health.subscriptions_changed() => {}
             changed = state.changed() => if changed.is_err() { return },
         }
     }

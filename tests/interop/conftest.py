@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -38,6 +39,57 @@ sys.path.insert(0, str(HERE))
 from rosgraph import Graph  # noqa: E402
 
 DEFAULT_BIN_DIR = REPO / "target" / "debug"
+
+
+# ---------------------------------------------------------------------------
+# Loopback checks
+# ---------------------------------------------------------------------------
+
+# Appended to CYCLONEDDS_URI to make Cyclone print its effective configuration.
+TRACE_CONFIG_FRAGMENT = "<Tracing><Verbosity>config</Verbosity><OutputFile>stderr</OutputFile></Tracing>"
+
+
+def udp_sockets_of(pid: int):
+    """(address, port) of the IPv4/IPv6 UDP sockets owned by ``pid``."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for name, v6 in (("/proc/net/udp", False), ("/proc/net/udp6", True)):
+        with open(name) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if cols[9] not in inodes:
+                    continue
+                hexaddr, hexport = cols[1].split(":")
+                if v6:
+                    addr = "::" if int(hexaddr, 16) == 0 else hexaddr
+                else:
+                    addr = ".".join(str(int(hexaddr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                out.append((addr, int(hexport, 16)))
+    return out
+
+
+def assert_loopback_trace(trace: str, sockets) -> None:
+    """Cyclone's config trace and the process's UDP sockets show loopback only:
+    only ``lo`` selected, own address 127.0.0.1, no multicast, unicast peers on
+    127.0.0.1; sockets bound to 127.0.0.1 (transmit) or ANY:<port> (Cyclone's
+    unicast receive sockets, which never send)."""
+    assert "selected interfaces: lo " in trace, trace[-3000:]
+    assert "ownip: udp/127.0.0.1" in trace, trace[-3000:]
+    assert "General/AllowMulticast/#text: false" in trace
+    assert re.search(r"add_peer_address: add udp/127\.0\.0\.1:", trace)
+    assert not re.search(r"add_peer_address: add udp/(?!127\.0\.0\.1:)", trace)
+    assert sockets, "no UDP sockets found"
+    for addr, _port in sockets:
+        assert addr in ("127.0.0.1", "0.0.0.0"), sockets
+    assert any(a == "127.0.0.1" for a, _ in sockets), sockets  # the transmit socket
 
 
 # ---------------------------------------------------------------------------

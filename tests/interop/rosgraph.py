@@ -67,8 +67,6 @@ from cyclonedds.idl.types import array, uint8  # noqa: E402
 
 from ros_types import (  # noqa: E402
     SERVICE_TYPES,
-    ChangeState_Request,
-    ChangeState_Response,
     Gid,
     NodeEntitiesInfo,
     ParticipantEntitiesInfo,
@@ -84,7 +82,7 @@ __all__ = [
     "topic_name", "request_topic", "reply_topic", "csid_to_string",
     "Graph", "Subscription", "RawSample", "NodeInfo", "Endpoint",
     "ServiceClient", "ServiceServer", "LifecycleClient", "RawServiceSender", "raw_type",
-    "DiscoveryInfoPublisher",
+    "DiscoveryInfoPublisher", "user_data_value",
 ]
 
 CDR_LE = b"\x00\x01\x00\x00"    # XCDR1 (plain CDR), little endian: what ROS 2 sends
@@ -354,9 +352,14 @@ class Graph:
             domain_id, qos=Qos(Policy.Userdata(f"enclave={enclave};".encode())))
         self._topics: Dict[Tuple[str, Type], Topic] = {}
         self._closables: List[Any] = []
-        self._discovery: Optional[DataReader] = None
         self._discovery_infos: Dict[bytes, ParticipantEntitiesInfo] = {}
         self._builtin: Dict[str, BuiltinDataReader] = {}
+        # Created up front so that by the time nodes() is first called the
+        # (transient-local) discovery data has had time to arrive.
+        self._discovery = self.reader("ros_discovery_info", ParticipantEntitiesInfo,
+                                      ros_qos(transient_local=True, keep_all=True))
+        for which in ("participant", "publication", "subscription"):
+            self._builtin_reader(which)
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Graph":
@@ -448,9 +451,6 @@ class Graph:
         the reader keeps all history and this takes eagerly, remembering the
         last sample per ``gid``.  A participant that left is dropped (what the
         rmw graph cache does when DCPSParticipant reports it gone)."""
-        if self._discovery is None:
-            self._discovery = self.reader("ros_discovery_info", ParticipantEntitiesInfo,
-                                          ros_qos(transient_local=True, keep_all=True))
         for s in self._discovery.take(N=100000):
             if getattr(s.sample_info, "valid_data", False):
                 self._discovery_infos[s.gid.to_bytes()] = s
@@ -708,9 +708,9 @@ class RawServiceSender:
 
     A separate participant (so it is an unknown client to the server) with a
     reply reader of the real response type.  :meth:`send_bytes` writes the
-    given payload verbatim — encapsulation header included — through a writer
-    of :func:`raw_type` sized to the payload (one writer per size, created on
-    demand and waited for until the server's request reader matches it).
+    given payload verbatim — encapsulation header included — through a fresh
+    writer of :func:`raw_type` sized to the payload, once the server's request
+    reader has matched it.
     :meth:`send_sample` writes a typed request through a writer of the real
     request type, in XCDR2 if ``xcdr2=True`` (a ROS 2 peer never does that; a
     reader that accepts only XCDR1 will not even match that writer).
@@ -731,7 +731,7 @@ class RawServiceSender:
         # rmw uses the request writer's instance handle; any unique u64 correlates.
         self.client_guid = self.writer.get_instance_handle() & 0xFFFFFFFFFFFFFFFF
         self.replies = Subscription(self.reader, name=reply_topic(service))
-        self._raw_writers: Dict[int, DataWriter] = {}
+        self._raw_writers: List[DataWriter] = []
 
     def close(self) -> None:
         self.graph.close()
@@ -752,23 +752,26 @@ class RawServiceSender:
         return self.client_guid.to_bytes(8, "little") + seq.to_bytes(8, "little", signed=True)
 
     def raw_writer(self, body_size: int) -> DataWriter:
-        w = self._raw_writers.get(body_size)
-        if w is None:
-            dds_name = request_topic(self.service)
-            t = self.graph.topic(dds_name, raw_type(self.request_type.__idl_typename__, body_size))
-            w = DataWriter(self.graph.participant, t, qos=self.qos + self._ud + Qos(XCDR1))
-            self._raw_writers[body_size] = w
+        """A new writer of :func:`raw_type` for a body of ``body_size`` bytes.
+
+        One writer per payload: a payload Cyclone rejects at the RTPS level
+        (e.g. an unknown encapsulation id) is never acknowledged, and a
+        reliable writer delivers in order, so it would hold back every later
+        sample of the same writer."""
+        t = self.graph.topic(request_topic(self.service), raw_type(self.request_type.__idl_typename__, body_size))
+        w = DataWriter(self.graph.participant, t, qos=self.qos + self._ud + Qos(XCDR1))
+        self._raw_writers.append(w)
         return w
 
     def send_bytes(self, payload: bytes, match_timeout: float = 10.0) -> bool:
         """Write ``payload`` verbatim (4-byte encapsulation header + body of >= 1 byte).
 
         Returns False (and writes nothing) if no request reader matched the
-        writer within ``match_timeout``."""
+        new writer within ``match_timeout``."""
         if len(payload) < 5:
             raise ValueError("payload needs a 4-byte header and at least one body byte")
         w = self.raw_writer(len(payload) - 4)
-        if not _poll_until(w.get_matched_subscriptions, match_timeout):
+        if not _poll_until(w.get_matched_subscriptions, match_timeout, 0.005):
             return False
         ret = ddspy_write(w._ref, payload)
         if isinstance(ret, int) and ret < 0:

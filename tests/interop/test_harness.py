@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import LOOPBACK_URI
+from conftest import LOOPBACK_URI, TRACE_CONFIG_FRAGMENT, assert_loopback_trace, udp_sockets_of
 from rosgraph import (
     CDR_LE,
     XCDR2_LE,
@@ -38,7 +38,6 @@ from ros_types import (
     ChangeState_Request,
     DiagnosticArray,
     DiagnosticStatus,
-    GetState_Request,
     KeyValue,
     State,
     String,
@@ -66,14 +65,13 @@ def test_loopback_only(domain_id, tmp_path):
         sys.stdin.readline()
     """)
     env = dict(os.environ)
-    env["CYCLONEDDS_URI"] = (LOOPBACK_URI + ",<Tracing><Verbosity>config</Verbosity>"
-                             "<OutputFile>stderr</OutputFile></Tracing>")
+    env["CYCLONEDDS_URI"] = LOOPBACK_URI + "," + TRACE_CONFIG_FRAGMENT
     p = subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
         assert line.strip() == "READY", p.stderr.read()
-        sockets = _udp_sockets_of(p.pid)
+        sockets = udp_sockets_of(p.pid)
     finally:
         p.stdin.close()
         try:
@@ -81,42 +79,7 @@ def test_loopback_only(domain_id, tmp_path):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout=10)
-    trace = p.stderr.read()
-    assert "selected interfaces: lo " in trace, trace[-3000:]
-    assert "ownip: udp/127.0.0.1" in trace
-    assert "General/AllowMulticast/#text: false" in trace
-    assert re.search(r"add_peer_address: add udp/127\.0\.0\.1:", trace)
-    assert sockets, "no UDP sockets found for the participant"
-    for addr, port in sockets:
-        assert addr in ("127.0.0.1", "0.0.0.0"), sockets
-    assert any(a == "127.0.0.1" for a, _ in sockets), sockets  # the transmit socket
-
-
-def _udp_sockets_of(pid: int):
-    """(address, port) of the IPv4/IPv6 UDP sockets owned by ``pid``."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    out = []
-    for name, v6 in (("/proc/net/udp", False), ("/proc/net/udp6", True)):
-        with open(name) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if cols[9] not in inodes:
-                    continue
-                hexaddr, hexport = cols[1].split(":")
-                if v6:
-                    addr = "::" if int(hexaddr, 16) == 0 else hexaddr
-                else:
-                    addr = ".".join(str(int(hexaddr[i:i + 2], 16)) for i in (6, 4, 2, 0))
-                out.append((addr, int(hexport, 16)))
-    return out
+    assert_loopback_trace(p.stderr.read(), sockets)
 
 
 def test_pubsub_xcdr1_on_the_wire(domain_id):

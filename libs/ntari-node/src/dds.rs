@@ -11,10 +11,11 @@
 //!    (`cdds_create_blob_topic`), so Cyclone never runs type-specific C code
 //!    on our payloads; the bytes it hands back always start with the 4-byte
 //!    encapsulation header and are copied out before the serdata is released.
-//! 3. A reader's listener argument is an `Arc<Notify>` turned into a raw
-//!    pointer when the reader is created and turned back into an `Arc` only
-//!    after `dds_delete(reader)` has returned. `dds_delete` waits for running
-//!    listener callbacks, so the pointer is valid for every callback.
+//! 3. An endpoint's listener argument is an `Arc<Notify>` turned into a raw
+//!    pointer when the reader or writer is created and turned back into an
+//!    `Arc` only after `dds_delete` of that entity has returned. `dds_delete`
+//!    waits for running listener callbacks, so the pointer is valid for every
+//!    callback.
 //! 4. Pointers returned by Cyclone for builtin-topic data and QoS user_data
 //!    are freed with the matching Cyclone free function and never kept.
 
@@ -252,17 +253,122 @@ unsafe fn take_endpoint_user_data(ep: *mut c::dds_builtintopic_endpoint_t) -> Op
     Some(data)
 }
 
-/// A writer of opaque CDR payloads on one topic.
+/// An endpoint entity and its topic, created with a listener that wakes a
+/// [`Notify`]. Deletes both and reclaims the `Notify` on drop (invariants 1
+/// and 3). Shared by [`Writer`] and [`Reader`].
 #[derive(Debug)]
-pub struct Writer {
+struct Endpoint {
     handle: c::dds_entity_t,
     topic: c::dds_entity_t,
+    wakes: *const Notify,
+}
+
+/// Which kind of endpoint an [`Endpoint`] is.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Reader,
+    Writer,
+}
+
+unsafe fn wake(arg: *mut c_void) {
+    // SAFETY: arg is the Notify pointer set at creation; invariant 3 keeps
+    // it alive for every callback. Notify is Sync and notify_one never blocks.
+    if let Some(notify) = unsafe { arg.cast::<Notify>().as_ref() } {
+        notify.notify_one();
+    }
+}
+
+unsafe extern "C" fn on_data_available(_reader: c::dds_entity_t, arg: *mut c_void) {
+    // SAFETY: forwarded unchanged; see `wake`.
+    unsafe { wake(arg) }
+}
+
+unsafe extern "C" fn on_publication_matched(
+    _writer: c::dds_entity_t,
+    _status: c::dds_publication_matched_status_t,
+    arg: *mut c_void,
+) {
+    // SAFETY: forwarded unchanged; see `wake`.
+    unsafe { wake(arg) }
+}
+
+impl Endpoint {
+    fn new(
+        side: Side,
+        participant: &Participant,
+        topic: &str,
+        type_name: &str,
+        qos: &Qos,
+        wakes: Arc<Notify>,
+    ) -> Result<Self, DdsError> {
+        let operation = match side {
+            Side::Reader => "create reader",
+            Side::Writer => "create writer",
+        };
+        let topic = participant.blob_topic(topic, type_name)?;
+        let wakes = Arc::into_raw(wakes);
+        // SAFETY: the listener only stores the arg pointer, valid per invariant 3.
+        let listener = unsafe { c::dds_create_listener(wakes.cast_mut().cast()) };
+        let handle = if listener.is_null() {
+            c::DDS_RETCODE_OUT_OF_RESOURCES
+        } else {
+            // SAFETY: participant, topic, qos and listener are live for the
+            // calls; Cyclone copies the listener, so ours is deleted at once.
+            unsafe {
+                let h = match side {
+                    Side::Reader => {
+                        c::dds_lset_data_available(listener, Some(on_data_available));
+                        c::dds_create_reader(participant.handle, topic, qos.0, listener)
+                    }
+                    Side::Writer => {
+                        c::dds_lset_publication_matched(listener, Some(on_publication_matched));
+                        c::dds_create_writer(participant.handle, topic, qos.0, listener)
+                    }
+                };
+                c::dds_delete_listener(listener);
+                h
+            }
+        };
+        if let Err(e) = check(operation, handle) {
+            // SAFETY: no entity was created, so no callback can use `wakes`;
+            // the topic is ours and unused.
+            unsafe {
+                drop(Arc::from_raw(wakes));
+                c::dds_delete(topic);
+            }
+            return Err(e);
+        }
+        Ok(Endpoint {
+            handle,
+            topic,
+            wakes,
+        })
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // SAFETY: invariants 1 and 3: delete the entity (which waits for
+        // running listener callbacks), then its topic, then reclaim the Arc.
+        unsafe {
+            c::dds_delete(self.handle);
+            c::dds_delete(self.topic);
+            drop(Arc::from_raw(self.wakes));
+        }
+    }
+}
+
+/// A writer of opaque CDR payloads on one topic. Its `Notify` is woken
+/// whenever a reader matches or unmatches.
+#[derive(Debug)]
+pub struct Writer {
+    endpoint: Endpoint,
     sertype: *const c::ddsi_sertype,
 }
 
 // SAFETY: Cyclone entity handles are plain integers usable from any thread;
 // the sertype pointer is owned by Cyclone, lives as long as the writer
-// (invariant 1) and is only read by Cyclone.
+// (invariant 1) and is only read by Cyclone; the Notify is Send + Sync.
 unsafe impl Send for Writer {}
 // SAFETY: see Send; every Cyclone call used here is thread-safe.
 unsafe impl Sync for Writer {}
@@ -274,26 +380,16 @@ impl Writer {
         type_name: &str,
         qos: &EndpointQos,
         user_data: &str,
+        matched: Arc<Notify>,
     ) -> Result<Self, DdsError> {
         let qos = Qos::endpoint("create writer", qos, user_data)?;
-        let topic = participant.blob_topic(topic, type_name)?;
-        // SAFETY: participant and topic are live; qos is live for the call.
-        let handle = unsafe { c::dds_create_writer(participant.handle, topic, qos.0, ptr::null()) };
-        if let Err(e) = check("create writer", handle) {
-            // SAFETY: topic was created above and is not used elsewhere.
-            unsafe { c::dds_delete(topic) };
-            return Err(e);
-        }
+        let endpoint = Endpoint::new(Side::Writer, participant, topic, type_name, &qos, matched)?;
         let mut sertype: *const c::ddsi_sertype = ptr::null();
-        // SAFETY: handle is a live writer; sertype is a valid out pointer.
-        let rc = unsafe { c::dds_get_entity_sertype(handle, &mut sertype) };
-        let writer = Writer {
-            handle,
-            topic,
-            sertype,
-        };
-        check("get writer sertype", rc)?;
-        Ok(writer)
+        // SAFETY: the writer is live; sertype is a valid out pointer.
+        check("get writer sertype", unsafe {
+            c::dds_get_entity_sertype(endpoint.handle, &mut sertype)
+        })?;
+        Ok(Writer { endpoint, sertype })
     }
 
     /// Writes one sample. `payload` must start with the encapsulation header.
@@ -317,40 +413,34 @@ impl Writer {
             return Err(DdsError::invalid("write", "could not build a sample"));
         }
         // SAFETY: dds_writecdr takes ownership of serdata whatever it returns.
-        check("write", unsafe { c::dds_writecdr(self.handle, serdata) })?;
+        check("write", unsafe {
+            c::dds_writecdr(self.endpoint.handle, serdata)
+        })?;
         Ok(())
     }
 
     pub fn guid(&self) -> Result<[u8; 16], DdsError> {
-        guid_of("get writer guid", self.handle)
+        guid_of("get writer guid", self.endpoint.handle)
     }
 
     /// The writer's instance handle: rmw_cyclonedds uses it as the client id
     /// in service request headers.
     pub fn instance_handle(&self) -> Result<u64, DdsError> {
-        instance_handle_of(self.handle)
+        instance_handle_of(self.endpoint.handle)
     }
 
     /// The user_data of every reader currently matched with this writer.
     pub fn matched_reader_user_data(&self) -> Vec<Vec<u8>> {
-        matched_handles(self.handle, c::dds_get_matched_subscriptions)
+        matched_handles(self.endpoint.handle, c::dds_get_matched_subscriptions)
             .into_iter()
             // SAFETY: invariant 4; the pointer comes straight from Cyclone.
             .filter_map(|ih| unsafe {
-                take_endpoint_user_data(c::dds_get_matched_subscription_data(self.handle, ih))
+                take_endpoint_user_data(c::dds_get_matched_subscription_data(
+                    self.endpoint.handle,
+                    ih,
+                ))
             })
             .collect()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // SAFETY: invariant 1: both handles are owned and deleted once, the
-        // writer before the topic it uses.
-        unsafe {
-            c::dds_delete(self.handle);
-            c::dds_delete(self.topic);
-        }
     }
 }
 
@@ -372,25 +462,15 @@ pub enum Taken {
 /// A reader of opaque CDR payloads that wakes a [`Notify`] on new data.
 #[derive(Debug)]
 pub struct Reader {
-    handle: c::dds_entity_t,
-    topic: c::dds_entity_t,
-    notify: *const Notify,
+    endpoint: Endpoint,
     max_sample_size: usize,
 }
 
-// SAFETY: entity handles are thread-safe integers; `notify` is an Arc'd
-// Notify (Send + Sync) that we only dereference via Arc in Drop.
+// SAFETY: entity handles are thread-safe integers; the Notify is an Arc'd
+// Send + Sync value that only Endpoint's Drop turns back into an Arc.
 unsafe impl Send for Reader {}
 // SAFETY: see Send.
 unsafe impl Sync for Reader {}
-
-unsafe extern "C" fn on_data_available(_reader: c::dds_entity_t, arg: *mut c_void) {
-    // SAFETY: arg is the Notify pointer set at creation; invariant 3 keeps
-    // it alive for every callback. Notify is Sync and notify_one never blocks.
-    if let Some(notify) = unsafe { arg.cast::<Notify>().as_ref() } {
-        notify.notify_one();
-    }
-}
 
 impl Reader {
     pub fn new(
@@ -399,51 +479,26 @@ impl Reader {
         type_name: &str,
         qos: &EndpointQos,
         user_data: &str,
-        notify: Arc<Notify>,
+        data_available: Arc<Notify>,
         max_sample_size: usize,
     ) -> Result<Self, DdsError> {
         let qos = Qos::endpoint("create reader", qos, user_data)?;
-        let topic = participant.blob_topic(topic, type_name)?;
-        let notify = Arc::into_raw(notify);
-        // SAFETY: the listener copies the function pointer and arg; arg stays
-        // valid per invariant 3.
-        let listener = unsafe { c::dds_create_listener(notify.cast_mut().cast()) };
-        if listener.is_null() {
-            // SAFETY: reclaim the Arc we leaked above; nothing else saw it.
-            drop(unsafe { Arc::from_raw(notify) });
-            // SAFETY: topic created above, unused elsewhere.
-            unsafe { c::dds_delete(topic) };
-            return Err(DdsError::invalid(
-                "create reader",
-                "out of memory creating listener",
-            ));
-        }
-        // SAFETY: listener is live; participant/topic live; qos live. Cyclone
-        // copies the listener into the reader, so we delete ours right after.
-        let handle = unsafe {
-            c::dds_lset_data_available(listener, Some(on_data_available));
-            let h = c::dds_create_reader(participant.handle, topic, qos.0, listener);
-            c::dds_delete_listener(listener);
-            h
-        };
-        if let Err(e) = check("create reader", handle) {
-            // SAFETY: no reader exists, so no callback can use `notify`.
-            unsafe {
-                drop(Arc::from_raw(notify));
-                c::dds_delete(topic);
-            }
-            return Err(e);
-        }
-        Ok(Reader {
-            handle,
+        let endpoint = Endpoint::new(
+            Side::Reader,
+            participant,
             topic,
-            notify,
+            type_name,
+            &qos,
+            data_available,
+        )?;
+        Ok(Reader {
+            endpoint,
             max_sample_size,
         })
     }
 
     pub fn guid(&self) -> Result<[u8; 16], DdsError> {
-        guid_of("get reader guid", self.handle)
+        guid_of("get reader guid", self.endpoint.handle)
     }
 
     /// Takes every sample available now (at most `limit`).
@@ -455,7 +510,7 @@ impl Reader {
             // SAFETY: handle is live; one serdata slot and one info slot.
             let n = unsafe {
                 c::dds_takecdr(
-                    self.handle,
+                    self.endpoint.handle,
                     &mut serdata,
                     1,
                     info.as_mut_ptr(),
@@ -510,7 +565,7 @@ impl Reader {
         // SAFETY: invariant 4.
         unsafe {
             take_endpoint_user_data(c::dds_get_matched_publication_data(
-                self.handle,
+                self.endpoint.handle,
                 publication_handle,
             ))
         }
@@ -518,21 +573,9 @@ impl Reader {
 
     /// The user_data of every writer currently matched with this reader.
     pub fn matched_writers_user_data(&self) -> Vec<Vec<u8>> {
-        matched_handles(self.handle, c::dds_get_matched_publications)
+        matched_handles(self.endpoint.handle, c::dds_get_matched_publications)
             .into_iter()
             .filter_map(|ih| self.matched_writer_user_data(ih))
             .collect()
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        // SAFETY: invariants 1 and 3: delete the reader (which waits for
-        // running listener callbacks), then its topic, then reclaim the Arc.
-        unsafe {
-            c::dds_delete(self.handle);
-            c::dds_delete(self.topic);
-            drop(Arc::from_raw(self.notify));
-        }
     }
 }

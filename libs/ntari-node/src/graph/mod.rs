@@ -14,6 +14,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Notify;
+
 use crate::dds::{DdsError, EndpointQos, Participant, Writer};
 use crate::msg::rmw_dds_common::{Gid, NodeEntitiesInfo, ParticipantEntitiesInfo};
 use crate::msg::RosMessage;
@@ -113,6 +115,7 @@ impl Context {
             &names::dds_type_name(ParticipantEntitiesInfo::TYPE_NAME),
             &qos::LATCHED,
             &typehash::user_data_for(&ParticipantEntitiesInfo::type_description()),
+            Arc::new(Notify::new()),
         )?;
         let inner = Arc::new(ContextInner {
             discovery,

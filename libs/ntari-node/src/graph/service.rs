@@ -38,7 +38,9 @@ struct Framed<T> {
 }
 
 /// How long a server waits for a client's reply reader to be discovered
-/// before answering anyway (rmw_cyclonedds waits the same).
+/// before answering anyway. rmw_cyclonedds waits 100 ms; discovery on a
+/// busy Raspberry Pi can take longer, and an unanswered `ros2 lifecycle set`
+/// costs an operator far more than this wait.
 const CLIENT_DISCOVERY_WAIT: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(10);
 
@@ -123,6 +125,7 @@ impl<S: RosService> ServiceServer<S> {
             &names::dds_type_name(S::Response::TYPE_NAME),
             &qos::SERVICES,
             &reply_user_data,
+            Arc::new(Notify::new()),
         )?;
         let registrations = [
             Registration::new(node, EndpointKind::Reader, reader.guid()?),
@@ -228,6 +231,7 @@ impl<S: RosService> ServiceClient<S> {
             &names::dds_type_name(S::Request::TYPE_NAME),
             &qos::SERVICES,
             &request_user_data,
+            Arc::new(Notify::new()),
         )?;
         let notify = Arc::new(Notify::new());
         let reader = Reader::new(

@@ -15,6 +15,7 @@ use crate::typehash;
 pub struct Publisher<T: RosMessage> {
     _registration: Registration,
     writer: Writer,
+    matched: Arc<Notify>,
     topic: String,
     _type: PhantomData<fn(T)>,
 }
@@ -22,17 +23,20 @@ pub struct Publisher<T: RosMessage> {
 impl<T: RosMessage> Publisher<T> {
     pub(crate) fn new(node: &Node, topic: &str, qos: EndpointQos) -> Result<Self, GraphError> {
         let topic = node.resolve(topic)?;
+        let matched = Arc::new(Notify::new());
         let writer = Writer::new(
             node.participant(),
             &names::topic_dds_name(&topic),
             &names::dds_type_name(T::TYPE_NAME),
             &qos,
             &typehash::user_data_for(&T::type_description()),
+            matched.clone(),
         )?;
         let registration = Registration::new(node, EndpointKind::Writer, writer.guid()?);
         Ok(Publisher {
             _registration: registration,
             writer,
+            matched,
             topic,
             _type: PhantomData,
         })
@@ -46,6 +50,13 @@ impl<T: RosMessage> Publisher<T> {
     /// The resolved ROS topic name.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Resolves when a subscription matches or goes away. State-like topics
+    /// (health) republish then, so a new `ros2 topic echo` sees the current
+    /// value at once instead of at the next periodic tick.
+    pub async fn subscriptions_changed(&self) {
+        self.matched.notified().await
     }
 
     /// Number of subscriptions currently matched.

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The benchmark command: builds release binaries and prints the DESIGN.md §7
+# table (start-up, first health sample on the wire, idle RSS and CPU, binary
+# size) against the targets. Figures belong here, never in pass/fail tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/setup.sh
+echo "== building release binaries"
+cargo build --quiet --release --example ntari_example_node
+echo "== ntari_example_node (release)"
+.venv/bin/python tests/interop/bench_example.py \
+  --binary target/release/examples/ntari_example_node --runs 21 --cpu-window 30

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The README demo: drive a running NTARI node the way an operator would with
+the ros2 CLI. An independent DDS client (Python cyclonedds, tests/interop's
+rosgraph) stands in for `ros2`, which cannot run here; each step prints the
+ros2 command it stands for and what that command would show.
+
+    demo.py <node fqn> <health topic>      (ROS_DOMAIN_ID and CYCLONEDDS_URI from env)
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
+
+from rosgraph import Graph  # noqa: E402
+from ros_types import Bool  # noqa: E402
+
+
+def say(command: str) -> None:
+    print(f"\n$ {command}", flush=True)
+
+
+def main() -> int:
+    node, health_topic = sys.argv[1], sys.argv[2]
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    with Graph(domain) as graph:
+        health = graph.subscribe(health_topic, Bool)
+        lifecycle = graph.lifecycle_client(node)
+        if not graph.wait_for_node(node, timeout=15.0) or not lifecycle.wait_ready(timeout=15.0):
+            print(f"demo: {node} did not appear on domain {domain}", file=sys.stderr)
+            return 1
+
+        say("ros2 node list")
+        for n in sorted(graph.nodes(), key=lambda n: n.fqn):
+            print(n.fqn)
+
+        say(f"ros2 node info {node}")
+        info = graph.node(node)
+        print(f"{node}\n  Publishers:")
+        for t in info.publishers:
+            print(f"    {t}")
+        print("  Service Servers:")
+        for s in info.service_servers:
+            print(f"    {s}")
+
+        def echo_health(expect: bool) -> None:
+            say(f"ros2 topic echo --once {health_topic}")
+            sample = health.wait_for(lambda s: s.data == expect, timeout=5.0, what=f"health={expect}")
+            print(f"data: {str(sample.data).lower()}\n---")
+
+        def lifecycle_get() -> None:
+            say(f"ros2 lifecycle get {node}")
+            state = lifecycle.get_state()
+            print(f"{state.label} [{state.id}]")
+
+        lifecycle_get()
+        echo_health(False)
+        for step in ["configure", "activate"]:
+            say(f"ros2 lifecycle set {node} {step}")
+            ok = lifecycle.change_state(label=step)
+            print("Transitioning successful" if ok else "Transitioning failed")
+            if not ok:
+                return 1
+        lifecycle_get()
+        echo_health(True)
+
+        say(f"ros2 lifecycle list {node}")
+        for t in lifecycle.available_transitions():
+            print(f"- {t.transition.label} [{t.transition.id}]\n\tStart: {t.start_state.label}\n\tGoal: {t.goal_state.label}")
+
+        say(f"ros2 lifecycle set {node} deactivate")
+        print("Transitioning successful" if lifecycle.change_state(label="deactivate") else "Transitioning failed")
+        echo_health(False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
