@@ -378,7 +378,9 @@ BAD_INPUTS = {
     "oversized": lambda h: CDR_LE + h + _transition_body(0, "x" * (1 << 20)),
     # XCDR2 encapsulation (ROS 2 never sends it); 'activate' is invalid from Unconfigured anyway
     "xcdr2-header": lambda h: XCDR2_LE + h + _transition_body(T.ACTIVATE, ""),
-    # big-endian CDR of a request that would be invalid anyway
+    # big-endian CDR of a request that would be invalid anyway. The Python writer's
+    # Cyclone normalises the payload to its native (little-endian) header on the way
+    # out, so the node sees garbage here; real BE decoding is unit-tested in graph::wire.
     "big-endian": lambda h: b"\x00\x00\x00\x00" + h[:8][::-1] + h[8:][::-1] + bytes([T.ACTIVATE]) + b"\x00" * 3
                             + (1).to_bytes(4, "big") + b"\x00",
     # not an encapsulation identifier at all
