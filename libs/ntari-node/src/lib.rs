@@ -13,6 +13,7 @@ mod dds;
 pub mod graph;
 pub mod lifecycle;
 pub mod msg;
+pub mod service;
 pub mod typehash;
 
 pub use dds::{DdsError, EndpointQos};

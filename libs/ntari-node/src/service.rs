@@ -1,0 +1,183 @@
+//! The contract between the shared runtime and one network service.
+//!
+//! A service crate (services/ntp, services/dns, …) implements [`Service`]:
+//! what its TOML config looks like, how to render the daemon's own config
+//! files, how the daemon checks them, how to run it in the foreground, how
+//! to probe it over its real protocol, and what the probe says (status
+//! detail and Prometheus samples). Everything else — lifecycle, supervision,
+//! health, status, signing, metrics endpoint, config reload — is the
+//! runtime's, the same for every service.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+/// Where a node keeps its files. Every path can be overridden on the
+/// command line so tests run in temporary directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The service's TOML config (default `/etc/ntari/services/<name>.toml`).
+    pub config: PathBuf,
+    /// Persistent daemon state, never deleted by cleanup
+    /// (default `/var/lib/ntari/<name>`).
+    pub state_dir: PathBuf,
+    /// Rendered config, sockets, pid files (default `/run/ntari/<name>`).
+    pub run_dir: PathBuf,
+}
+
+/// A program and its arguments, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl Command {
+    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Command {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// `program arg arg …`, for log lines and error messages.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// One file the daemon reads, rendered from the service config. The runtime
+/// writes it atomically (temp file, fsync, rename) into the run dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// File name relative to the run dir.
+    pub name: String,
+    pub contents: String,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// A Prometheus metric family a service exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDesc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+/// One value of a [`MetricDesc`], with its label values in the desc's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    pub name: &'static str,
+    pub label_values: Vec<String>,
+    pub value: f64,
+}
+
+impl MetricSample {
+    pub fn new(name: &'static str, value: f64) -> Self {
+        MetricSample {
+            name,
+            label_values: Vec::new(),
+            value,
+        }
+    }
+
+    pub fn labelled(name: &'static str, label_values: &[&str], value: f64) -> Self {
+        MetricSample {
+            name,
+            label_values: label_values.iter().map(|s| s.to_string()).collect(),
+            value,
+        }
+    }
+}
+
+/// What one successful probe learned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeReport {
+    /// The service-specific part of `/ntari/<service>/status` (a JSON object).
+    pub detail: serde_json::Map<String, serde_json::Value>,
+    pub metrics: Vec<MetricSample>,
+}
+
+/// How a changed config reaches a running daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Stop the daemon and start it again with the new files.
+    Restart,
+    /// The daemon re-reads its files on SIGHUP (no cache or lease lost).
+    Sighup,
+}
+
+/// A config value that parses but makes no sense, named by its TOML key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigIssue {
+    /// Dotted TOML key, e.g. `upstream.servers[1]`.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One network service, as the runtime sees it.
+pub trait Service: Send + Sync + 'static {
+    /// The service config: the contents of `/etc/ntari/services/<name>.toml`.
+    /// Use `#[serde(deny_unknown_fields)]` so typos are reported, not ignored.
+    type Config: DeserializeOwned + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static;
+
+    /// Short name: `ntp` gives node `/ntari/ntari_ntp_node` and topics
+    /// `/ntari/ntp/health`, `/ntari/ntp/status`.
+    const NAME: &'static str;
+    /// The upstream daemon's program name, for logs and status.
+    const DAEMON: &'static str;
+    /// 127.0.0.1 port of the Prometheus endpoint (DESIGN.md §1).
+    const METRICS_PORT: u16;
+
+    /// Checks what serde cannot express (ranges, addresses, consistency).
+    fn validate(&self, config: &Self::Config) -> Result<(), ConfigIssue> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// The daemon's config files.
+    fn render(&self, config: &Self::Config, paths: &Paths) -> Vec<RenderedFile>;
+
+    /// The daemon's own checker over the rendered files (`chronyd -p`,
+    /// `dnsmasq --test`, `kea-dhcp4 -t`); non-zero exit fails configure.
+    fn check_command(&self, config: &Self::Config, paths: &Paths) -> Option<Command>;
+
+    /// The daemon in the foreground, logging to stdout/stderr.
+    fn daemon_command(&self, config: &Self::Config, paths: &Paths) -> Command;
+
+    /// Prints the daemon's version (first line of its output is kept).
+    fn version_command(&self) -> Option<Command> {
+        None
+    }
+
+    /// The metric families [`Service::probe`] fills in.
+    fn metrics(&self) -> &'static [MetricDesc];
+
+    /// One real protocol exchange with the running daemon.
+    fn probe(
+        &self,
+        config: &Self::Config,
+        paths: &Paths,
+    ) -> impl Future<Output = Result<ProbeReport, String>> + Send;
+
+    /// How to apply `new` to a daemon running with `old`.
+    fn reload(&self, old: &Self::Config, new: &Self::Config) -> Reload {
+        let _ = (old, new);
+        Reload::Restart
+    }
+}

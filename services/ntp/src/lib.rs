@@ -1,0 +1,1 @@
+//! ntari-ntp (in progress)
