@@ -9,11 +9,17 @@
 //! `dds` is the only module with `unsafe` code (see its invariants).
 //! Nothing here is specific to one network service.
 
+pub mod config;
 mod dds;
+pub mod fsutil;
 pub mod graph;
 pub mod lifecycle;
+pub mod metrics;
 pub mod msg;
+pub mod runtime;
 pub mod service;
+pub mod signing;
+pub mod supervisor;
 pub mod typehash;
 
 pub use dds::{DdsError, EndpointQos};

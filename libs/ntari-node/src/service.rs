@@ -34,7 +34,10 @@ pub struct Command {
 }
 
 impl Command {
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Command {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),

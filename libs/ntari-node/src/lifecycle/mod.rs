@@ -4,5 +4,5 @@
 mod node;
 pub mod state_machine;
 
-pub use node::{LifecycleCallbacks, LifecycleNode};
+pub use node::{LifecycleCallbacks, LifecycleNode, LifecycleRequest};
 pub use state_machine::{CallbackResult, LifecycleError, State, StateMachine, TransitionInfo};

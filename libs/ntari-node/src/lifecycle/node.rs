@@ -87,14 +87,14 @@ pub struct LifecycleNode<C: LifecycleCallbacks> {
     state_tx: watch::Sender<State>,
 }
 
-/// One request taken from any of the lifecycle services.
-enum Incoming {
+/// One request taken from any of the lifecycle services, to be passed to
+/// [`LifecycleNode::handle`].
+pub enum LifecycleRequest {
     ChangeState(Request<lm::ChangeState>),
     GetState(Request<lm::GetState>),
     GetAvailableStates(Request<lm::GetAvailableStates>),
     GetAvailableTransitions(Request<lm::GetAvailableTransitions>),
     GetTransitionGraph(Request<lm::GetAvailableTransitions>),
-    Stop,
 }
 
 impl<C: LifecycleCallbacks> LifecycleNode<C> {
@@ -213,38 +213,45 @@ impl<C: LifecycleCallbacks> LifecycleNode<C> {
         Ok(())
     }
 
+    /// Waits for the next request on any lifecycle service. Cancel-safe, so
+    /// a node's own event loop can `select!` on it beside other events.
+    pub async fn next_request(&self) -> LifecycleRequest {
+        tokio::select! {
+            r = self.change_state.next() => LifecycleRequest::ChangeState(r),
+            r = self.get_state.next() => LifecycleRequest::GetState(r),
+            r = self.get_available_states.next() => LifecycleRequest::GetAvailableStates(r),
+            r = self.get_available_transitions.next() => LifecycleRequest::GetAvailableTransitions(r),
+            r = self.get_transition_graph.next() => LifecycleRequest::GetTransitionGraph(r),
+        }
+    }
+
     /// Serves the lifecycle services until `stop` completes, then shuts the
     /// node down. Requests are handled one at a time, so a stop never cuts a
     /// transition in half.
     pub async fn serve_until(&mut self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            let incoming = tokio::select! {
-                r = self.change_state.next() => Incoming::ChangeState(r),
-                r = self.get_state.next() => Incoming::GetState(r),
-                r = self.get_available_states.next() => Incoming::GetAvailableStates(r),
-                r = self.get_available_transitions.next() => Incoming::GetAvailableTransitions(r),
-                r = self.get_transition_graph.next() => Incoming::GetTransitionGraph(r),
-                () = &mut stop => Incoming::Stop,
+            let request = tokio::select! {
+                r = self.next_request() => r,
+                () = &mut stop => break,
             };
-            if let Err(e) = self.handle(incoming).await {
-                match e {
-                    Handled::Stop => break,
-                    Handled::Reply(e) => {
-                        tracing::warn!(node = %self.node_name, error = %e, "could not send a lifecycle reply")
-                    }
-                }
-            }
+            self.handle(request).await;
         }
         if let Err(e) = self.shutdown().await {
             tracing::warn!(node = %self.node_name, error = %e, "orderly shutdown refused");
         }
     }
 
-    async fn handle(&mut self, incoming: Incoming) -> Result<(), Handled> {
-        match incoming {
-            Incoming::Stop => return Err(Handled::Stop),
-            Incoming::ChangeState(req) => {
+    /// Answers one request (running a transition for `change_state`).
+    pub async fn handle(&mut self, request: LifecycleRequest) {
+        if let Err(e) = self.answer(request).await {
+            tracing::warn!(node = %self.node_name, error = %e, "could not send a lifecycle reply");
+        }
+    }
+
+    async fn answer(&mut self, request: LifecycleRequest) -> Result<(), GraphError> {
+        match request {
+            LifecycleRequest::ChangeState(req) => {
                 let t = &req.body.transition;
                 let success = match self.trigger(t.id, &t.label).await {
                     Ok(result) => result == CallbackResult::Success,
@@ -257,13 +264,13 @@ impl<C: LifecycleCallbacks> LifecycleNode<C> {
                     .respond(&req, &lm::ChangeStateResponse { success })
                     .await?;
             }
-            Incoming::GetState(req) => {
+            LifecycleRequest::GetState(req) => {
                 let response = lm::GetStateResponse {
                     current_state: state_msg(self.machine.state()),
                 };
                 self.get_state.respond(&req, &response).await?;
             }
-            Incoming::GetAvailableStates(req) => {
+            LifecycleRequest::GetAvailableStates(req) => {
                 let response = lm::GetAvailableStatesResponse {
                     available_states: StateMachine::available_states()
                         .iter()
@@ -272,7 +279,7 @@ impl<C: LifecycleCallbacks> LifecycleNode<C> {
                 };
                 self.get_available_states.respond(&req, &response).await?;
             }
-            Incoming::GetAvailableTransitions(req) => {
+            LifecycleRequest::GetAvailableTransitions(req) => {
                 let response = lm::GetAvailableTransitionsResponse {
                     available_transitions: self
                         .machine
@@ -285,7 +292,7 @@ impl<C: LifecycleCallbacks> LifecycleNode<C> {
                     .respond(&req, &response)
                     .await?;
             }
-            Incoming::GetTransitionGraph(req) => {
+            LifecycleRequest::GetTransitionGraph(req) => {
                 let response = lm::GetAvailableTransitionsResponse {
                     available_transitions: StateMachine::transition_graph()
                         .iter()
@@ -296,17 +303,5 @@ impl<C: LifecycleCallbacks> LifecycleNode<C> {
             }
         }
         Ok(())
-    }
-}
-
-/// Why `handle` did not simply finish.
-enum Handled {
-    Stop,
-    Reply(GraphError),
-}
-
-impl From<GraphError> for Handled {
-    fn from(e: GraphError) -> Self {
-        Handled::Reply(e)
     }
 }

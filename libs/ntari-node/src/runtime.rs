@@ -1,0 +1,940 @@
+//! The runtime every service node binary runs: `ntari_node::runtime::main(MyService)`.
+//!
+//! It maps the ROS 2 lifecycle onto the daemon (DESIGN.md §3):
+//! - configure: load and validate the TOML config, render the daemon's
+//!   files atomically into the run dir, run the daemon's own checker;
+//! - activate: start the daemon under supervision, wait for a good probe;
+//! - deactivate: stop it (SIGTERM, then SIGKILL after a timeout);
+//! - cleanup: forget the config and remove the rendered files (the state
+//!   dir is never touched); shutdown: stop whatever runs;
+//! - a daemon exit while Active makes health false at once and restarts it
+//!   with exponential backoff; a crash loop deactivates with ERROR, which
+//!   goes through ErrorProcessing to Unconfigured with the reason published.
+//!
+//! And it publishes, for `/ntari/<service>`: `health` (1 Hz and on change),
+//! signed `status` JSON (10 s and on change), `/diagnostics`, and
+//! Prometheus metrics on 127.0.0.1.
+//!
+//! Invariant: everything runs on one tokio current-thread runtime on the
+//! main thread (daemons must be forked from the thread that lives as long
+//! as the node, see `supervisor`), and only the event loop in [`run`]
+//! changes the lifecycle state.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::{self, NodeConfig};
+use crate::fsutil;
+use crate::graph::{qos, Context, Node, Publisher};
+use crate::lifecycle::{CallbackResult, LifecycleCallbacks, LifecycleNode, State};
+use crate::metrics::{self, Metrics};
+use crate::msg::builtin_interfaces::Time;
+use crate::msg::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
+use crate::msg::std_msgs::{Bool, Header, StringMsg};
+use crate::service::{Paths, ProbeReport, Reload, RenderedFile, Service};
+use crate::signing::NodeKey;
+use crate::supervisor::{Daemon, DaemonStatus, Supervisor};
+
+/// Tunables with the defaults DESIGN.md fixes; tests shorten some.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub probe_interval: Duration,
+    /// Health needs a successful probe at most this old.
+    pub probe_freshness: Duration,
+    pub activate_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub crash_loop_window: Duration,
+    pub crash_loop_exits: usize,
+    pub status_interval: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            probe_interval: Duration::from_secs(5),
+            probe_freshness: Duration::from_secs(16),
+            activate_timeout: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(10),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            crash_loop_window: Duration::from_secs(60),
+            crash_loop_exits: 5,
+            status_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The command line every service node shares.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct NodeArgs {
+    /// The service config [default: /etc/ntari/services/<service>.toml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node-wide settings: cooperative, domain id, key, log level.
+    #[arg(long, value_name = "FILE", default_value = "/etc/ntari/ntari.toml")]
+    pub node_config: PathBuf,
+    /// Daemon state, kept across restarts [default: /var/lib/ntari/<service>]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Rendered config, sockets, pid files [default: /run/ntari/<service>]
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// The node's Ed25519 key (created on first start) [default: key_path in ntari.toml]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Port of the Prometheus endpoint on 127.0.0.1 (0: don't serve) [default: the service's]
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    /// Configure and activate at start-up (what OpenRC does).
+    #[arg(long)]
+    pub autostart: bool,
+    /// Seconds between probes of the daemon.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub probe_interval: f64,
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Validate the config files and the rendered daemon config, then exit
+    /// (0: valid). Nothing running is touched.
+    CheckConfig,
+}
+
+/// Runs a service node: parses the command line, then serves until SIGTERM.
+pub fn main<S: Service>(service: S) -> ExitCode {
+    let args = NodeArgs::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ntari-{}: cannot start the async runtime: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(service, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ntari-{}: {e:#}", S::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn paths_for<S: Service>(args: &NodeArgs) -> Paths {
+    let name = S::NAME;
+    Paths {
+        config: args
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/etc/ntari/services/{name}.toml"))),
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/var/lib/ntari/{name}"))),
+        run_dir: args
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/run/ntari/{name}"))),
+    }
+}
+
+/// Runs the daemon's own checker; its output is the error message.
+async fn run_check(command: &crate::service::Command) -> Result<(), String> {
+    let output = tokio::process::Command::new(&command.program)
+        .args(&command.args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(30), output).await {
+        Err(_) => Err(format!(
+            "`{}` did not finish within 30 s",
+            command.display()
+        )),
+        Ok(Err(e)) => Err(format!("cannot run `{}`: {e}", command.display())),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if text.is_empty() {
+                text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            Err(format!(
+                "`{}` rejected the rendered config ({}): {text}",
+                command.display(),
+                out.status
+            ))
+        }
+    }
+}
+
+/// A file's contents (None: it did not exist) and mode before a render.
+type PreviousFile = (PathBuf, Option<Vec<u8>>, u32);
+
+/// Writes rendered files atomically; returns what was there before so a
+/// rejected config can be rolled back.
+fn write_rendered(run_dir: &Path, files: &[RenderedFile]) -> Result<Vec<PreviousFile>, String> {
+    let mut previous = Vec::new();
+    for file in files {
+        let path = run_dir.join(&file.name);
+        previous.push((path.clone(), std::fs::read(&path).ok(), file.mode));
+        fsutil::write_atomic(&path, file.contents.as_bytes(), file.mode)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(previous)
+}
+
+fn restore_rendered(previous: Vec<PreviousFile>) {
+    for (path, contents, mode) in previous {
+        let result = match contents {
+            Some(bytes) => fsutil::write_atomic(&path, &bytes, mode),
+            None => std::fs::remove_file(&path),
+        };
+        if let Err(e) = result {
+            tracing::error!(path = %path.display(), error = %e, "could not restore the previous config file");
+        }
+    }
+}
+
+/// The service side of the node: config, daemon and probe results. It is
+/// the lifecycle's callback object.
+struct ServiceHost<S: Service> {
+    service: S,
+    paths: Paths,
+    timing: Timing,
+    supervisor: Supervisor,
+    config: Option<S::Config>,
+    rendered: Vec<RenderedFile>,
+    daemon: Option<Daemon>,
+    version: Option<String>,
+    restarts: u64,
+    /// Exit times within the crash-loop window.
+    recent_exits: VecDeque<Instant>,
+    /// Set when a crash loop makes the runtime deactivate: the deactivate
+    /// callback then reports ERROR so the node goes through ErrorProcessing.
+    crash_loop: bool,
+    last_probe: Option<(Instant, Result<ProbeReport, String>)>,
+    last_good_probe: Option<Instant>,
+    last_error: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: Service> ServiceHost<S> {
+    fn fail(&mut self, message: String) -> CallbackResult {
+        tracing::error!("{message}");
+        self.last_error = Some(message);
+        CallbackResult::Failure
+    }
+
+    async fn probe(&mut self) -> bool {
+        let Some(config) = &self.config else {
+            return false;
+        };
+        let started = Instant::now();
+        let result = match tokio::time::timeout(
+            self.timing.probe_interval.max(Duration::from_secs(2)),
+            self.service.probe(config, &self.paths),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err("probe timed out".to_string()),
+        };
+        let ok = result.is_ok();
+        self.metrics.record_probe(ok, started.elapsed());
+        match &result {
+            Ok(report) => {
+                self.metrics.update_service(&report.metrics);
+                self.last_good_probe = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(daemon = S::DAEMON, error = %e, "probe failed"),
+        }
+        self.last_probe = Some((Instant::now(), result));
+        ok
+    }
+
+    fn daemon_running(&self) -> bool {
+        self.daemon.as_ref().is_some_and(Daemon::is_running)
+    }
+
+    fn probe_fresh(&self) -> bool {
+        self.last_good_probe
+            .is_some_and(|t| t.elapsed() <= self.timing.probe_freshness)
+    }
+
+    fn start_daemon(&mut self) -> Result<(), String> {
+        let Some(config) = &self.config else {
+            return Err("not configured".into());
+        };
+        let command = self.service.daemon_command(config, &self.paths);
+        let daemon = self.supervisor.start(&command).map_err(|e| e.to_string())?;
+        self.daemon = Some(daemon);
+        Ok(())
+    }
+
+    async fn stop_daemon(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop(self.timing.stop_timeout).await;
+        }
+        self.last_good_probe = None;
+    }
+
+    /// Configure minus the lifecycle: load, validate, render, check.
+    async fn load_and_render(&mut self) -> Result<(S::Config, Vec<RenderedFile>), String> {
+        let config = config::load_service_config(&self.service, &self.paths.config)
+            .map_err(|e| e.to_string())?;
+        for dir in [&self.paths.run_dir, &self.paths.state_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let files = self.service.render(&config, &self.paths);
+        let previous = write_rendered(&self.paths.run_dir, &files)?;
+        if let Some(check) = self.service.check_command(&config, &self.paths) {
+            if let Err(e) = run_check(&check).await {
+                restore_rendered(previous);
+                return Err(e);
+            }
+        }
+        Ok((config, files))
+    }
+}
+
+impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
+    async fn on_configure(&mut self) -> CallbackResult {
+        match self.load_and_render().await {
+            Ok((config, files)) => {
+                self.config = Some(config);
+                self.rendered = files;
+                if self.version.is_none() {
+                    if let Some(cmd) = self.service.version_command() {
+                        self.version = daemon_version(&cmd).await;
+                    }
+                }
+                self.last_error = None;
+                CallbackResult::Success
+            }
+            Err(e) => self.fail(format!("configure failed: {e}")),
+        }
+    }
+
+    async fn on_activate(&mut self) -> CallbackResult {
+        self.crash_loop = false;
+        self.recent_exits.clear();
+        if let Err(e) = self.start_daemon() {
+            return self.fail(format!("activate failed: {e}"));
+        }
+        let deadline = Instant::now() + self.timing.activate_timeout;
+        loop {
+            if !self.daemon_running() {
+                let exit = self.supervisor.status().last_exit.unwrap_or_default();
+                self.stop_daemon().await;
+                return self.fail(format!(
+                    "activate failed: {} exited during start-up ({exit})",
+                    S::DAEMON
+                ));
+            }
+            if self.probe().await {
+                self.last_error = None;
+                return CallbackResult::Success;
+            }
+            if Instant::now() >= deadline {
+                self.stop_daemon().await;
+                return self.fail(format!(
+                    "activate failed: {} did not answer a probe within {} s",
+                    S::DAEMON,
+                    self.timing.activate_timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn on_deactivate(&mut self) -> CallbackResult {
+        self.stop_daemon().await;
+        if self.crash_loop {
+            CallbackResult::Error
+        } else {
+            CallbackResult::Success
+        }
+    }
+
+    async fn on_cleanup(&mut self) -> CallbackResult {
+        self.remove_rendered();
+        self.config = None;
+        CallbackResult::Success
+    }
+
+    async fn on_shutdown(&mut self, _from: State) -> CallbackResult {
+        self.stop_daemon().await;
+        CallbackResult::Success
+    }
+
+    async fn on_error(&mut self, _from: State) -> CallbackResult {
+        self.stop_daemon().await;
+        self.remove_rendered();
+        self.config = None;
+        CallbackResult::Success
+    }
+}
+
+impl<S: Service> ServiceHost<S> {
+    fn remove_rendered(&mut self) {
+        for file in self.rendered.drain(..) {
+            let path = self.paths.run_dir.join(&file.name);
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove rendered file");
+                }
+            }
+        }
+    }
+}
+
+async fn daemon_version(command: &crate::service::Command) -> Option<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::process::Command::new(&command.program)
+            .args(&command.args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+}
+
+/// The node's graph-facing outputs.
+struct Outputs {
+    health: Publisher<Bool>,
+    status: Publisher<StringMsg>,
+    diagnostics: Publisher<DiagnosticArray>,
+    last_health: Option<bool>,
+    last_status: Option<Value>,
+}
+
+/// Starts the node and serves until SIGTERM/SIGINT.
+pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+
+    let paths = paths_for::<S>(&args);
+    let node_config = NodeConfig::load(&args.node_config, false)?;
+    init_logging(&node_config.log_level);
+
+    if let Some(NodeCommand::CheckConfig) = args.command {
+        return check_config(&service, &paths).await;
+    }
+
+    let key_path = args
+        .key
+        .clone()
+        .unwrap_or_else(|| node_config.key_path.clone());
+    let (key, created) = NodeKey::load_or_create(&key_path)
+        .with_context(|| "the node key is needed to sign status")?;
+    if created {
+        tracing::info!(path = %key_path.display(), did = %key.did(), "created the node key");
+    }
+
+    let metrics = Arc::new(Metrics::new(S::NAME, service.metrics())?);
+    let metrics_port = args.metrics_port.unwrap_or(S::METRICS_PORT);
+    let (stop_metrics_tx, stop_metrics_rx) = watch::channel(false);
+    if metrics_port != 0 {
+        let listener = metrics::bind(metrics_port).await?;
+        let m = metrics.clone();
+        let mut stop = stop_metrics_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = metrics::serve(listener, m, shutdown).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+
+    let context = Context::new(node_config.domain_id).context("cannot join the ROS 2 domain")?;
+    let node = context.create_node("/ntari", &format!("ntari_{}_node", S::NAME))?;
+    let mut outputs = Outputs {
+        health: node.create_publisher(&format!("/ntari/{}/health", S::NAME), qos::DEFAULT)?,
+        status: node.create_publisher(&format!("/ntari/{}/status", S::NAME), qos::DEFAULT)?,
+        diagnostics: node.create_publisher("/diagnostics", qos::DEFAULT)?,
+        last_health: None,
+        last_status: None,
+    };
+    let timing = Timing {
+        probe_interval: Duration::from_secs_f64(args.probe_interval.clamp(0.2, 3600.0)),
+        probe_freshness: Duration::from_secs_f64(
+            (args.probe_interval * 3.0 + 1.0).clamp(1.0, 10_800.0),
+        ),
+        ..Timing::default()
+    };
+    let host = ServiceHost {
+        supervisor: Supervisor::new(S::DAEMON),
+        service,
+        paths,
+        timing,
+        config: None,
+        rendered: Vec::new(),
+        daemon: None,
+        version: None,
+        restarts: 0,
+        recent_exits: VecDeque::new(),
+        crash_loop: false,
+        last_probe: None,
+        last_good_probe: None,
+        last_error: None,
+        metrics: metrics.clone(),
+    };
+    let mut lifecycle = LifecycleNode::new(&node, host)?;
+    tracing::info!(
+        node = %node.fully_qualified_name(),
+        domain = context.domain_id(),
+        did = %key.did(),
+        "started Unconfigured"
+    );
+
+    if args.autostart {
+        for step in ["configure", "activate"] {
+            if !matches!(
+                lifecycle.trigger_label(step).await,
+                Ok(CallbackResult::Success)
+            ) {
+                tracing::warn!(
+                    step,
+                    "autostart stopped; the node waits for lifecycle commands"
+                );
+                break;
+            }
+        }
+    }
+    serve(&node, &mut lifecycle, &mut outputs, &key).await;
+    let _ = stop_metrics_tx.send(true);
+    Ok(())
+}
+
+/// `check-config`: load, validate, render into a scratch dir, run the checker.
+async fn check_config<S: Service>(service: &S, paths: &Paths) -> anyhow::Result<()> {
+    let config = config::load_service_config(service, &paths.config)?;
+    let scratch =
+        std::env::temp_dir().join(format!("ntari-{}-check-{}", S::NAME, std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let scratch_paths = Paths {
+        run_dir: scratch.clone(),
+        ..paths.clone()
+    };
+    let files = service.render(&config, &scratch_paths);
+    let result = match write_rendered(&scratch, &files) {
+        Err(e) => Err(e),
+        Ok(_) => match service.check_command(&config, &scratch_paths) {
+            Some(cmd) => run_check(&cmd).await,
+            None => Ok(()),
+        },
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(()) => {
+            println!("{}: ok", paths.config.display());
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", paths.config.display())),
+    }
+}
+
+/// The event loop: lifecycle requests, daemon exits, probes, publishing,
+/// restarts, SIGHUP reloads; returns after an orderly shutdown.
+async fn serve<S: Service>(
+    node: &Node,
+    lifecycle: &mut LifecycleNode<ServiceHost<S>>,
+    outputs: &mut Outputs,
+    key: &NodeKey,
+) {
+    let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    let mut daemon_events = lifecycle.callbacks().supervisor.watch();
+    let mut state_events = lifecycle.watch_state();
+    let timing = lifecycle.callbacks().timing.clone();
+    let mut health_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut probe_tick = tokio::time::interval(timing.probe_interval);
+    let mut status_tick = tokio::time::interval(timing.status_interval);
+    for tick in [&mut health_tick, &mut probe_tick, &mut status_tick] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    // When set, the daemon is down and will be started again at this time.
+    let mut restart_at: Option<tokio::time::Instant> = None;
+    let mut backoff = timing.backoff_initial;
+
+    loop {
+        let restart_sleep = async {
+            match restart_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        enum Event {
+            Request(crate::lifecycle::LifecycleRequest),
+            DaemonChanged,
+            StateChanged,
+            Restart,
+            Probe,
+            Health,
+            Status,
+            Reload,
+            Stop,
+        }
+        let event = tokio::select! {
+            r = lifecycle.next_request() => Event::Request(r),
+            _ = daemon_events.changed() => Event::DaemonChanged,
+            _ = state_events.changed() => Event::StateChanged,
+            () = restart_sleep => Event::Restart,
+            _ = probe_tick.tick() => Event::Probe,
+            _ = health_tick.tick() => Event::Health,
+            () = outputs.health.subscriptions_changed() => Event::Health,
+            _ = status_tick.tick() => Event::Status,
+            _ = sighup.recv() => Event::Reload,
+            _ = sigterm.recv() => Event::Stop,
+            _ = sigint.recv() => Event::Stop,
+        };
+        let mut force_publish = false;
+        let health_tick_due = matches!(event, Event::Health);
+        match event {
+            Event::Request(r) => lifecycle.handle(r).await,
+            Event::DaemonChanged => {
+                let status = daemon_events.borrow_and_update().clone();
+                if lifecycle.state() == State::Active
+                    && !status.running
+                    && lifecycle.callbacks().daemon.is_some()
+                {
+                    // Publish before anything slow: this is the figure
+                    // "daemon crash → health=false on the wire".
+                    publish_health(lifecycle, outputs, true);
+                    let delay = on_daemon_exit(lifecycle, &status, backoff).await;
+                    if let Some(delay) = delay {
+                        restart_at = Some(tokio::time::Instant::now() + delay);
+                        backoff = (backoff * 2).min(timing.backoff_max);
+                    } else {
+                        restart_at = None;
+                    }
+                }
+            }
+            Event::StateChanged => {
+                state_events.borrow_and_update();
+                if lifecycle.state() != State::Active {
+                    restart_at = None;
+                }
+                force_publish = true;
+            }
+            Event::Restart => {
+                restart_at = None;
+                let host = lifecycle.callbacks_mut();
+                if let Err(e) = host.start_daemon() {
+                    host.last_error = Some(format!("restart failed: {e}"));
+                    tracing::error!("restart failed: {e}");
+                    restart_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(timing.backoff_max);
+                } else {
+                    host.restarts += 1;
+                    host.metrics.inc_restarts();
+                    host.probe().await;
+                }
+            }
+            Event::Probe => {
+                if lifecycle.state() == State::Active && lifecycle.callbacks().daemon_running() {
+                    let host = lifecycle.callbacks_mut();
+                    host.probe().await;
+                    // A daemon that stayed up a whole crash-loop window has
+                    // recovered: the next crash starts the backoff afresh.
+                    if host
+                        .daemon
+                        .as_ref()
+                        .is_some_and(|d| d.uptime() >= timing.crash_loop_window)
+                    {
+                        backoff = timing.backoff_initial;
+                    }
+                }
+            }
+            Event::Health => {}
+            Event::Status => force_publish = true,
+            Event::Reload => reload(lifecycle).await,
+            Event::Stop => break,
+        }
+        publish_health(lifecycle, outputs, health_tick_due);
+        publish_status(node, lifecycle, outputs, key, force_publish);
+    }
+    if let Err(e) = lifecycle.shutdown().await {
+        tracing::warn!(error = %e, "orderly shutdown refused");
+    }
+    publish_health(lifecycle, outputs, true);
+    publish_status(node, lifecycle, outputs, key, true);
+}
+
+/// Records an unexpected exit. Returns the restart delay, or None when a
+/// crash loop made the node deactivate (ERROR → ErrorProcessing).
+async fn on_daemon_exit<S: Service>(
+    lifecycle: &mut LifecycleNode<ServiceHost<S>>,
+    status: &DaemonStatus,
+    backoff: Duration,
+) -> Option<Duration> {
+    let host = lifecycle.callbacks_mut();
+    let exit = status.last_exit.clone().unwrap_or_default();
+    let now = Instant::now();
+    host.recent_exits.push_back(now);
+    while host
+        .recent_exits
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > host.timing.crash_loop_window)
+    {
+        host.recent_exits.pop_front();
+    }
+    host.last_good_probe = None;
+    if host.recent_exits.len() >= host.timing.crash_loop_exits {
+        let reason = format!(
+            "{} exited {} times within {} s (last: {exit}); crash loop, giving up until reconfigured",
+            S::DAEMON,
+            host.recent_exits.len(),
+            host.timing.crash_loop_window.as_secs()
+        );
+        tracing::error!("{reason}");
+        host.crash_loop = true;
+        let _ = lifecycle.trigger_label("deactivate").await;
+        let host = lifecycle.callbacks_mut();
+        host.crash_loop = false;
+        host.last_error = Some(reason);
+        return None;
+    }
+    let message = format!(
+        "{} exited unexpectedly ({exit}); restarting in {:.0} s",
+        S::DAEMON,
+        backoff.as_secs_f64()
+    );
+    tracing::warn!("{message}");
+    host.last_error = Some(message);
+    Some(backoff)
+}
+
+/// SIGHUP: re-read the config. An invalid one changes nothing that runs.
+async fn reload<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>) {
+    let state = lifecycle.state();
+    let host = lifecycle.callbacks_mut();
+    let Some(old) = host.config.clone() else {
+        tracing::info!("SIGHUP while unconfigured: nothing to reload (configure reads the file)");
+        return;
+    };
+    let (new, files) = match host.load_and_render().await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let message = format!("reload refused, the running daemon is untouched: {e}");
+            tracing::error!("{message}");
+            host.last_error = Some(message);
+            return;
+        }
+    };
+    host.last_error = None;
+    if new == old {
+        tracing::info!("SIGHUP: config unchanged");
+        return;
+    }
+    let how = host.service.reload(&old, &new);
+    host.config = Some(new);
+    host.rendered = files;
+    if state != State::Active {
+        tracing::info!("SIGHUP: new config will be used at the next activate");
+        return;
+    }
+    match how {
+        Reload::Sighup => {
+            if let Some(d) = &host.daemon {
+                d.hangup();
+            }
+            tracing::info!("SIGHUP: {} asked to re-read its files", S::DAEMON);
+        }
+        Reload::Restart => {
+            tracing::info!("SIGHUP: restarting {} with the new config", S::DAEMON);
+            host.stop_daemon().await;
+            if let Err(e) = host.start_daemon() {
+                host.last_error = Some(format!("restart after reload failed: {e}"));
+            }
+        }
+    }
+}
+
+fn healthy<S: Service>(lifecycle: &LifecycleNode<ServiceHost<S>>) -> bool {
+    let host = lifecycle.callbacks();
+    lifecycle.state() == State::Active && host.daemon_running() && host.probe_fresh()
+}
+
+fn publish_health<S: Service>(
+    lifecycle: &LifecycleNode<ServiceHost<S>>,
+    outputs: &mut Outputs,
+    force: bool,
+) {
+    let data = healthy(lifecycle);
+    let host = lifecycle.callbacks();
+    host.metrics.set_healthy(data);
+    host.metrics.set_lifecycle_state(lifecycle.state().id());
+    host.metrics.set_daemon(
+        host.daemon_running(),
+        host.daemon.as_ref().map(Daemon::uptime).unwrap_or_default(),
+    );
+    if force || outputs.last_health != Some(data) {
+        if let Err(e) = outputs.health.publish(&Bool { data }) {
+            tracing::warn!(error = %e, "could not publish health");
+        }
+        outputs.last_health = Some(data);
+    }
+}
+
+/// The status payload: everything but the timestamp, nonce and signature
+/// (the envelope adds those), so "changed" means a real change.
+fn status_payload<S: Service>(node: &Node, lifecycle: &LifecycleNode<ServiceHost<S>>) -> Value {
+    let host = lifecycle.callbacks();
+    let state = lifecycle.state();
+    let daemon = host.daemon.as_ref().filter(|d| d.is_running());
+    let detail = match &host.last_probe {
+        Some((_, Ok(report))) => Value::Object(report.detail.clone()),
+        _ => Value::Object(Map::new()),
+    };
+    json!({
+        "node": node.fully_qualified_name(),
+        "service": S::NAME,
+        "lifecycle_state": state.label(),
+        "healthy": healthy(lifecycle),
+        "daemon": {
+            "name": S::DAEMON,
+            "running": daemon.is_some(),
+            "pid": daemon.map(Daemon::pid),
+            "restarts": host.restarts,
+            "version": host.version,
+            "last_exit": host.supervisor.status().last_exit,
+        },
+        "detail": detail,
+        "last_error": host.last_error,
+    })
+}
+
+fn publish_status<S: Service>(
+    node: &Node,
+    lifecycle: &LifecycleNode<ServiceHost<S>>,
+    outputs: &mut Outputs,
+    key: &NodeKey,
+    force: bool,
+) {
+    let payload = status_payload(node, lifecycle);
+    if !force && outputs.last_status.as_ref() == Some(&payload) {
+        return;
+    }
+    // Uptime changes every second; it goes in the published copy only, so
+    // it does not count as a change.
+    let mut published = payload.clone();
+    if let Some(d) = lifecycle
+        .callbacks()
+        .daemon
+        .as_ref()
+        .filter(|d| d.is_running())
+    {
+        published["daemon"]["uptime_s"] = json!(d.uptime().as_secs());
+    }
+    let signed = key
+        .sign(published.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|envelope| serde_json::to_string(&envelope).map_err(|e| e.to_string()));
+    match signed {
+        Ok(text) => {
+            if let Err(e) = outputs.status.publish(&StringMsg { data: text }) {
+                tracing::warn!(error = %e, "could not publish status");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not sign status"),
+    }
+    let _ = outputs.diagnostics.publish(&diagnostics::<S>(&published));
+    outputs.last_status = Some(payload);
+}
+
+/// The status as one diagnostic_msgs/DiagnosticStatus, for
+/// rqt_robot_monitor and diagnostic_aggregator.
+fn diagnostics<S: Service>(status: &Value) -> DiagnosticArray {
+    let healthy = status["healthy"].as_bool().unwrap_or(false);
+    let state = status["lifecycle_state"].as_str().unwrap_or("unknown");
+    let (level, message) = match (healthy, state, status["last_error"].as_str()) {
+        (true, _, _) => (DiagnosticStatus::OK, "healthy".to_string()),
+        (false, "active", Some(e)) => (DiagnosticStatus::ERROR, e.to_string()),
+        (false, "active", None) => (
+            DiagnosticStatus::WARN,
+            "waiting for a good probe".to_string(),
+        ),
+        (false, _, Some(e)) => (DiagnosticStatus::ERROR, e.to_string()),
+        (false, s, None) => (DiagnosticStatus::STALE, format!("not active ({s})")),
+    };
+    let mut values = vec![KeyValue::new("lifecycle_state", state)];
+    let mut flatten = |prefix: &str, v: &Value| {
+        if let Some(obj) = v.as_object() {
+            for (k, v) in obj {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                values.push(KeyValue::new(&format!("{prefix}{k}"), &text));
+            }
+        }
+    };
+    flatten("daemon.", &status["daemon"]);
+    flatten("", &status["detail"]);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    DiagnosticArray {
+        header: Header {
+            stamp: Time {
+                sec: i32::try_from(now.as_secs()).unwrap_or(i32::MAX),
+                nanosec: now.subsec_nanos(),
+            },
+            frame_id: String::new(),
+        },
+        status: vec![DiagnosticStatus {
+            level,
+            name: format!("ntari/{}", S::NAME),
+            message,
+            hardware_id: status["node"].as_str().unwrap_or_default().to_string(),
+            values,
+        }],
+    }
+}
