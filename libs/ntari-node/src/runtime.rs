@@ -11,7 +11,7 @@
 //!   with exponential backoff; a crash loop deactivates with ERROR, which
 //!   goes through ErrorProcessing to Unconfigured with the reason published.
 //!
-//! And it publishes, for `/ntari/<service>`: `health` (1 Hz and on change),
+//! And it publishes, for `/ntari/SERVICE`: `health` (1 Hz and on change),
 //! signed `status` JSON (10 s and on change), `/diagnostics`, and
 //! Prometheus metrics on 127.0.0.1.
 //!
@@ -78,16 +78,16 @@ impl Default for Timing {
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct NodeArgs {
-    /// The service config [default: /etc/ntari/services/<service>.toml]
+    /// The service config [default: /etc/ntari/services/SERVICE.toml]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Node-wide settings: cooperative, domain id, key, log level.
     #[arg(long, value_name = "FILE", default_value = "/etc/ntari/ntari.toml")]
     pub node_config: PathBuf,
-    /// Daemon state, kept across restarts [default: /var/lib/ntari/<service>]
+    /// Daemon state, kept across restarts [default: /var/lib/ntari/SERVICE]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Rendered config, sockets, pid files [default: /run/ntari/<service>]
+    /// Rendered config, sockets, pid files [default: /run/ntari/SERVICE]
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// The node's Ed25519 key (created on first start) [default: key_path in ntari.toml]
@@ -453,6 +453,9 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
     let paths = paths_for::<S>(&args);
     let node_config = NodeConfig::load(&args.node_config, false)?;
     init_logging(&node_config.log_level);
+    for note in &node_config.notes {
+        tracing::info!("{note}");
+    }
 
     if let Some(NodeCommand::CheckConfig) = args.command {
         return check_config(&service, &paths).await;
