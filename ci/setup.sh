@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: cmake/clang/libclang-dev build the bundled Cyclone DDS
-# (cyclors), python3-venv hosts the independent DDS test client.
-apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps)
+# (cyclors), python3-venv hosts the independent DDS test client, util-linux
+# provides setpriv (daemons die with their node), chrony is ntari-ntp's daemon.
+apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux chrony)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

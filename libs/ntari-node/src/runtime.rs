@@ -115,7 +115,10 @@ pub enum NodeCommand {
 
 /// Runs a service node: parses the command line, then serves until SIGTERM.
 pub fn main<S: Service>(service: S) -> ExitCode {
-    let args = NodeArgs::parse();
+    let args = match parse_args::<S>(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -133,6 +136,38 @@ pub fn main<S: Service>(service: S) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The shared command line, named and described for this service, with the
+/// real default paths in its help.
+fn parse_args<S: Service>(
+    argv: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<NodeArgs, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let name = S::NAME;
+    let command = NodeArgs::command()
+        .name(format!("ntari-{name}"))
+        .bin_name(format!("ntari-{name}"))
+        .about(format!(
+            "NTARI {name} service: {} supervised by the ROS 2 lifecycle node /ntari/ntari_{name}_node",
+            S::DAEMON
+        ))
+        .mut_arg("config", |a| {
+            a.help(format!("The service config [default: /etc/ntari/services/{name}.toml]"))
+        })
+        .mut_arg("state_dir", |a| {
+            a.help(format!("Daemon state, kept across restarts [default: /var/lib/ntari/{name}]"))
+        })
+        .mut_arg("run_dir", |a| {
+            a.help(format!("Rendered config, sockets, pid files [default: /run/ntari/{name}]"))
+        })
+        .mut_arg("metrics_port", |a| {
+            a.help(format!(
+                "Port of the Prometheus endpoint on 127.0.0.1, 0: don't serve [default: {}]",
+                S::METRICS_PORT
+            ))
+        });
+    NodeArgs::from_arg_matches(&command.try_get_matches_from(argv)?)
 }
 
 fn init_logging(level: &str) {
@@ -251,7 +286,8 @@ impl<S: Service> ServiceHost<S> {
         CallbackResult::Failure
     }
 
-    async fn probe(&mut self) -> bool {
+    /// Probes the daemon; `expect_failure` (start-up) logs failures at debug.
+    async fn probe_logged(&mut self, expect_failure: bool) -> bool {
         let Some(config) = &self.config else {
             return false;
         };
@@ -272,10 +308,17 @@ impl<S: Service> ServiceHost<S> {
                 self.metrics.update_service(&report.metrics);
                 self.last_good_probe = Some(Instant::now());
             }
+            Err(e) if expect_failure => {
+                tracing::debug!(daemon = S::DAEMON, error = %e, "not answering yet")
+            }
             Err(e) => tracing::warn!(daemon = S::DAEMON, error = %e, "probe failed"),
         }
         self.last_probe = Some((Instant::now(), result));
         ok
+    }
+
+    async fn probe(&mut self) -> bool {
+        self.probe_logged(false).await
     }
 
     fn daemon_running(&self) -> bool {
@@ -358,7 +401,7 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
                     S::DAEMON
                 ));
             }
-            if self.probe().await {
+            if self.probe_logged(true).await {
                 self.last_error = None;
                 return CallbackResult::Success;
             }
@@ -465,11 +508,9 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         .key
         .clone()
         .unwrap_or_else(|| node_config.key_path.clone());
-    let (key, created) = NodeKey::load_or_create(&key_path)
+    // load_or_create logs when it creates the key.
+    let (key, _created) = NodeKey::load_or_create(&key_path)
         .with_context(|| "the node key is needed to sign status")?;
-    if created {
-        tracing::info!(path = %key_path.display(), did = %key.did(), "created the node key");
-    }
 
     let metrics = Arc::new(Metrics::new(S::NAME, service.metrics())?);
     let metrics_port = args.metrics_port.unwrap_or(S::METRICS_PORT);
@@ -676,7 +717,7 @@ async fn serve<S: Service>(
                 } else {
                     host.restarts += 1;
                     host.metrics.inc_restarts();
-                    host.probe().await;
+                    // The next probe tick finds out whether it answers.
                 }
             }
             Event::Probe => {

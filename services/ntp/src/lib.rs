@@ -9,7 +9,7 @@
 //! an offline cooperative still shares one time.
 //!
 //! This crate is only what is specific to chrony (DESIGN.md §5):
-//! - [`NtpConfig`]: `/etc/ntari/services/ntp.toml`;
+//! - [`NtpConfig`], the contents of `/etc/ntari/services/ntp.toml`;
 //! - [`Ntp::render`]: `chrony.conf` in the run dir (drift file in the state
 //!   dir, pid file and command socket in the run dir, nothing elsewhere);
 //! - [`Ntp::check_command`]: `chronyd -p -f <conf>`;
@@ -299,7 +299,9 @@ fn check_host(host: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{host:?} is neither an IP address nor a valid host name"))
+        Err(format!(
+            "{host:?} is neither an IP address nor a valid host name"
+        ))
     }
 }
 
@@ -313,7 +315,12 @@ fn check_poll(key: &str, value: Option<i8>) -> Result<(), ConfigIssue> {
     }
 }
 
-fn check_upstream(key: &str, up: &Upstream, is_pool: bool, config: &NtpConfig) -> Result<(), ConfigIssue> {
+fn check_upstream(
+    key: &str,
+    up: &Upstream,
+    is_pool: bool,
+    config: &NtpConfig,
+) -> Result<(), ConfigIssue> {
     check_host(&up.host).map_err(|m| ConfigIssue::new(format!("{key}.host"), m))?;
     if up.port == Some(0) {
         return Err(ConfigIssue::new(format!("{key}.port"), "must be 1–65535"));
@@ -392,9 +399,8 @@ async fn run_chronyc(socket: &Path, timeout: Duration) -> Result<String, String>
         .map_err(|e| format!("cannot run {}: {e}", cmd.program))?;
     let pid = child.id();
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => {
-            String::from_utf8(out.stdout).map_err(|_| "chronyc printed non-UTF-8 output".to_string())
-        }
+        Ok(Ok(out)) if out.status.success() => String::from_utf8(out.stdout)
+            .map_err(|_| "chronyc printed non-UTF-8 output".to_string()),
         Ok(Ok(out)) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let reason = stderr.trim();
@@ -402,7 +408,11 @@ async fn run_chronyc(socket: &Path, timeout: Duration) -> Result<String, String>
                 "chronyd did not answer on {} ({}): {}",
                 socket.display(),
                 out.status,
-                if reason.is_empty() { "no message" } else { reason }
+                if reason.is_empty() {
+                    "no message"
+                } else {
+                    reason
+                }
             ))
         }
         Ok(Err(e)) => Err(format!("waiting for chronyc: {e}")),
@@ -840,30 +850,68 @@ impl ChronyStatus {
     pub fn metrics(&self) -> Vec<MetricSample> {
         let t = &self.tracking;
         let mut m = Vec::with_capacity(14 + 11 + 8 * self.sources.len());
-        let address = t.reference_address().map(|a| a.to_string()).unwrap_or_default();
+        let address = t
+            .reference_address()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         m.push(MetricSample::labelled(
             "chrony_tracking_info",
-            &[&address, &t.reference_name, &format!("{:08X}", t.reference_id)],
+            &[
+                &address,
+                &t.reference_name,
+                &format!("{:08X}", t.reference_id),
+            ],
             1.0,
         ));
-        m.push(MetricSample::new("chrony_tracking_last_offset_seconds", t.last_offset));
-        m.push(MetricSample::new("chrony_tracking_reference_timestamp_seconds", t.reference_time));
-        m.push(MetricSample::new("chrony_tracking_system_time_seconds", t.system_time));
+        m.push(MetricSample::new(
+            "chrony_tracking_last_offset_seconds",
+            t.last_offset,
+        ));
+        m.push(MetricSample::new(
+            "chrony_tracking_reference_timestamp_seconds",
+            t.reference_time,
+        ));
+        m.push(MetricSample::new(
+            "chrony_tracking_system_time_seconds",
+            t.system_time,
+        ));
         m.push(MetricSample::new(
             "chrony_tracking_remote_reference",
-            if t.reference_address().is_some() { 1.0 } else { 0.0 },
+            if t.reference_address().is_some() {
+                1.0
+            } else {
+                0.0
+            },
         ));
-        m.push(MetricSample::new("chrony_tracking_rms_offset_seconds", t.rms_offset));
-        m.push(MetricSample::new("chrony_tracking_root_delay_seconds", t.root_delay));
-        m.push(MetricSample::new("chrony_tracking_root_dispersion_seconds", t.root_dispersion));
-        m.push(MetricSample::new("chrony_tracking_frequency_ppms", t.frequency_ppm));
+        m.push(MetricSample::new(
+            "chrony_tracking_rms_offset_seconds",
+            t.rms_offset,
+        ));
+        m.push(MetricSample::new(
+            "chrony_tracking_root_delay_seconds",
+            t.root_delay,
+        ));
+        m.push(MetricSample::new(
+            "chrony_tracking_root_dispersion_seconds",
+            t.root_dispersion,
+        ));
+        m.push(MetricSample::new(
+            "chrony_tracking_frequency_ppms",
+            t.frequency_ppm,
+        ));
         m.push(MetricSample::new(
             "chrony_tracking_residual_frequency_ppms",
             t.residual_frequency_ppm,
         ));
         m.push(MetricSample::new("chrony_tracking_skew_ppms", t.skew_ppm));
-        m.push(MetricSample::new("chrony_tracking_update_interval_seconds", t.update_interval));
-        m.push(MetricSample::new("chrony_tracking_stratum", f64::from(t.stratum)));
+        m.push(MetricSample::new(
+            "chrony_tracking_update_interval_seconds",
+            t.update_interval,
+        ));
+        m.push(MetricSample::new(
+            "chrony_tracking_stratum",
+            f64::from(t.stratum),
+        ));
         m.push(MetricSample::new(
             "ntari_ntp_synchronised",
             if t.synchronised() { 1.0 } else { 0.0 },
@@ -918,20 +966,50 @@ impl ChronyStatus {
 
         let st = &self.server_stats;
         let counters: [(&'static str, Option<u64>); 11] = [
-            ("chrony_serverstats_ntp_packets_received_total", Some(st.ntp_packets_received)),
-            ("chrony_serverstats_ntp_packets_dropped_total", Some(st.ntp_packets_dropped)),
-            ("chrony_serverstats_command_packets_received_total", Some(st.command_packets_received)),
-            ("chrony_serverstats_command_packets_dropped_total", Some(st.command_packets_dropped)),
+            (
+                "chrony_serverstats_ntp_packets_received_total",
+                Some(st.ntp_packets_received),
+            ),
+            (
+                "chrony_serverstats_ntp_packets_dropped_total",
+                Some(st.ntp_packets_dropped),
+            ),
+            (
+                "chrony_serverstats_command_packets_received_total",
+                Some(st.command_packets_received),
+            ),
+            (
+                "chrony_serverstats_command_packets_dropped_total",
+                Some(st.command_packets_dropped),
+            ),
             (
                 "chrony_serverstats_client_log_records_dropped_total",
                 Some(st.client_log_records_dropped),
             ),
-            ("chrony_serverstats_nts_ke_connections_accepted_total", st.nts_ke_connections_accepted),
-            ("chrony_serverstats_nts_ke_connections_dropped_total", st.nts_ke_connections_dropped),
-            ("chrony_serverstats_authenticated_ntp_packets_total", st.authenticated_ntp_packets),
-            ("chrony_serverstats_interleaved_ntp_packets_total", st.interleaved_ntp_packets),
-            ("chrony_serverstats_ntp_timestamps_held", st.ntp_timestamps_held),
-            ("chrony_serverstats_ntp_timestamp_span_seconds", st.ntp_timestamp_span_seconds),
+            (
+                "chrony_serverstats_nts_ke_connections_accepted_total",
+                st.nts_ke_connections_accepted,
+            ),
+            (
+                "chrony_serverstats_nts_ke_connections_dropped_total",
+                st.nts_ke_connections_dropped,
+            ),
+            (
+                "chrony_serverstats_authenticated_ntp_packets_total",
+                st.authenticated_ntp_packets,
+            ),
+            (
+                "chrony_serverstats_interleaved_ntp_packets_total",
+                st.interleaved_ntp_packets,
+            ),
+            (
+                "chrony_serverstats_ntp_timestamps_held",
+                st.ntp_timestamps_held,
+            ),
+            (
+                "chrony_serverstats_ntp_timestamp_span_seconds",
+                st.ntp_timestamp_span_seconds,
+            ),
         ];
         for (name, value) in counters {
             if let Some(v) = value {
@@ -1154,7 +1232,10 @@ fn upstream_line(kind: &str, up: &Upstream, config: &NtpConfig) -> String {
 /// first blank. Warn loudly; `chronyd -p` cannot notice.
 fn warn_unsafe_path(what: &str, path: &Path) {
     let text = path.to_string_lossy();
-    if text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
         tracing::warn!(
             path = %text,
             "{what} contains white space, control characters or '#'; chrony.conf cannot quote it"
@@ -1177,7 +1258,10 @@ pub fn render_chrony_conf(config: &NtpConfig, paths: &Paths) -> String {
         format!("driftfile {}", paths.state_dir.join(DRIFT_FILE).display()),
         format!("pidfile {}", paths.run_dir.join(PID_FILE).display()),
         // ntari-ntp probes over this Unix socket; no UDP command port.
-        format!("bindcmdaddress {}", paths.run_dir.join(SOCKET_DIR).join(SOCKET_FILE).display()),
+        format!(
+            "bindcmdaddress {}",
+            paths.run_dir.join(SOCKET_DIR).join(SOCKET_FILE).display()
+        ),
         "cmdport 0".into(),
         String::new(),
         "# Serving.".into(),
@@ -1261,7 +1345,10 @@ impl Service for Ntp {
         if config.local_stratum > 15 {
             return Err(ConfigIssue::new(
                 "local_stratum",
-                format!("{} is outside 1–15 (0 disables the local reference)", config.local_stratum),
+                format!(
+                    "{} is outside 1–15 (0 disables the local reference)",
+                    config.local_stratum
+                ),
             ));
         }
         if !config.makestep_threshold.is_finite() || config.makestep_threshold < 0.0 {
@@ -1325,7 +1412,11 @@ impl Service for Ntp {
     fn check_command(&self, _config: &NtpConfig, paths: &Paths) -> Option<Command> {
         Some(Command::new(
             CHRONYD,
-            ["-p".to_string(), "-f".into(), config_path(paths).display().to_string()],
+            [
+                "-p".to_string(),
+                "-f".into(),
+                config_path(paths).display().to_string(),
+            ],
         ))
     }
 
@@ -1448,7 +1539,10 @@ mod tests {
         assert_eq!(st.activity.online, 1);
         assert_eq!(st.sources.len(), 1);
         let s = &st.sources[0];
-        assert_eq!((s.mode, s.state), (SourceMode::Server, SourceState::Selected));
+        assert_eq!(
+            (s.mode, s.state),
+            (SourceMode::Server, SourceState::Selected)
+        );
         assert_eq!(s.reach, 0o377);
         assert_eq!(s.poll, -2);
         assert_eq!(s.last_sample_age, Some(0));
@@ -1460,7 +1554,10 @@ mod tests {
         assert_eq!(d["synchronised"], json!(true));
         assert_eq!(d["stratum"], json!(11));
         assert_eq!(d["reference_id"], json!("7F000001"));
-        assert_eq!(d["summary"], json!("synchronised to 127.0.0.1 at stratum 11"));
+        assert_eq!(
+            d["summary"],
+            json!("synchronised to 127.0.0.1 at stratum 11")
+        );
         assert_eq!(d["sources"]["selected"], json!(1));
 
         let m = st.metrics();
@@ -1472,7 +1569,10 @@ mod tests {
         let info = sample(&m, "chrony_tracking_info");
         assert_eq!(info[0].label_values, ["127.0.0.1", "127.0.0.1", "7F000001"]);
         let state = sample(&m, "chrony_sources_state_info");
-        assert_eq!(state[0].label_values, ["127.0.0.1", "127.0.0.1", "sync", "client"]);
+        assert_eq!(
+            state[0].label_values,
+            ["127.0.0.1", "127.0.0.1", "sync", "client"]
+        );
     }
 
     #[test]
@@ -1485,10 +1585,16 @@ mod tests {
         assert_eq!(st.server_stats.ntp_packets_received, 16);
         let d = st.detail();
         assert_eq!(d["reference_local"], json!(true));
-        assert!(d["summary"].as_str().unwrap().starts_with("serving local time at stratum 10"));
+        assert!(d["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("serving local time at stratum 10"));
         let m = st.metrics();
         assert_eq!(value(&m, "chrony_tracking_remote_reference"), 0.0);
-        assert_eq!(value(&m, "chrony_serverstats_ntp_packets_received_total"), 16.0);
+        assert_eq!(
+            value(&m, "chrony_serverstats_ntp_packets_received_total"),
+            16.0
+        );
         let info = sample(&m, "chrony_tracking_info");
         assert_eq!(info[0].label_values, ["", "", "7F7F0101"]);
     }
@@ -1539,7 +1645,9 @@ mod tests {
         assert!(parse_chronyc_output("").is_err());
         assert!(parse_chronyc_output("506 Cannot talk to daemon\n").is_err());
         let short = CLIENT_SYNCED.lines().next().unwrap();
-        assert!(parse_chronyc_output(short).unwrap_err().contains("serverstats"));
+        assert!(parse_chronyc_output(short)
+            .unwrap_err()
+            .contains("serverstats"));
         assert!(parse_tracking("ZZ,,1,2,3,4,5,6,7,8,9,10,11,Normal").is_err());
         assert!(parse_source("^,!,1.2.3.4,1,6,377,1,0,0,0").is_err());
         assert!(parse_source("^,*,1.2.3.4,1,6,9x,1,0,0,0").is_err());
@@ -1662,13 +1770,21 @@ mod tests {
 
     #[test]
     fn subnets() {
-        assert_eq!(parse_subnet("10.0.0.0/8").unwrap(), ("10.0.0.0".parse().unwrap(), 8));
-        assert_eq!(parse_subnet("127.0.0.1").unwrap(), ("127.0.0.1".parse().unwrap(), 32));
+        assert_eq!(
+            parse_subnet("10.0.0.0/8").unwrap(),
+            ("10.0.0.0".parse().unwrap(), 8)
+        );
+        assert_eq!(
+            parse_subnet("127.0.0.1").unwrap(),
+            ("127.0.0.1".parse().unwrap(), 32)
+        );
         assert_eq!(parse_subnet("0.0.0.0/0").unwrap().1, 0);
         assert_eq!(parse_subnet("fd00::/8").unwrap().1, 8);
         assert_eq!(parse_subnet("::1").unwrap().1, 128);
         assert!(parse_subnet("fd00::1/8").unwrap_err().contains("fd00::/8"));
-        assert!(parse_subnet("192.168.1.5/24").unwrap_err().contains("192.168.1.0/24"));
+        assert!(parse_subnet("192.168.1.5/24")
+            .unwrap_err()
+            .contains("192.168.1.0/24"));
         assert!(parse_subnet("::/129").is_err());
         assert!(parse_subnet("10.0.0.0/x").is_err());
         assert!(parse_subnet("").is_err());
@@ -1733,8 +1849,14 @@ mod tests {
             local_orphan: false,
             ..c
         };
-        assert!(!render_chrony_conf(&NtpConfig { local_stratum: 8, ..c }, &paths())
-            .contains("orphan"));
+        assert!(!render_chrony_conf(
+            &NtpConfig {
+                local_stratum: 8,
+                ..c
+            },
+            &paths()
+        )
+        .contains("orphan"));
     }
 
     #[test]
@@ -1757,7 +1879,10 @@ mod tests {
             Ntp.daemon_command(&dev, &p).display(),
             "chronyd -d -u root -f /run/ntari/ntp/chrony.conf -x"
         );
-        assert_eq!(Ntp.version_command().unwrap().display(), "chronyd --version");
+        assert_eq!(
+            Ntp.version_command().unwrap().display(),
+            "chronyd --version"
+        );
         assert_eq!(
             chronyc_command(&command_socket(&p)).display(),
             "chronyc -h /run/ntari/ntp/chronyd/chronyd.sock -c -n -m tracking serverstats activity sources"
