@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
 echo "== building release binaries"
-cargo build --quiet --release --example ntari_example_node
+cargo build --quiet --release --example ntari_example_node -p ntari-examples
 echo "== ntari_example_node (release)"
 .venv/bin/python tests/interop/bench_example.py \
   --binary target/release/examples/ntari_example_node --runs 21 --cpu-window 30
+
+echo
+echo "== ntari-ntp (release) against a real chronyd"
+cargo build --quiet --release -p ntari-ntp
+.venv/bin/python tests/interop/bench_ntp.py --binary target/release/ntari-ntp --kills 20 --cpu-window 30

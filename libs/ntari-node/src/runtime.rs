@@ -413,7 +413,9 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
                     self.timing.activate_timeout.as_secs()
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Short: most daemons answer within tens of ms, and this wait
+            // is most of "start → Active".
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -702,7 +704,9 @@ async fn serve<S: Service>(
             Event::StateChanged => {
                 state_events.borrow_and_update();
                 if lifecycle.state() != State::Active {
+                    // A new activation starts with a clean slate.
                     restart_at = None;
+                    backoff = timing.backoff_initial;
                 }
                 force_publish = true;
             }
