@@ -4,7 +4,7 @@ the ros2 CLI. An independent DDS client (Python cyclonedds, tests/interop's
 rosgraph) stands in for `ros2`, which cannot run here; each step prints the
 ros2 command it stands for and what that command would show.
 
-    demo.py <node fqn> <health topic>      (ROS_DOMAIN_ID and CYCLONEDDS_URI from env)
+    demo.py <node fqn> <health topic> [<status topic>]   (ROS_DOMAIN_ID, CYCLONEDDS_URI from env)
 """
 
 import os
@@ -14,7 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
 
 from rosgraph import Graph  # noqa: E402
-from ros_types import Bool  # noqa: E402
+from ros_types import Bool, String  # noqa: E402
+import json  # noqa: E402
 
 
 def say(command: str) -> None:
@@ -23,9 +24,11 @@ def say(command: str) -> None:
 
 def main() -> int:
     node, health_topic = sys.argv[1], sys.argv[2]
+    status_topic = sys.argv[3] if len(sys.argv) > 3 else None
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     with Graph(domain) as graph:
         health = graph.subscribe(health_topic, Bool)
+        status = graph.subscribe(status_topic, String) if status_topic else None
         lifecycle = graph.lifecycle_client(node)
         if not graph.wait_for_node(node, timeout=15.0) or not lifecycle.wait_ready(timeout=15.0):
             print(f"demo: {node} did not appear on domain {domain}", file=sys.stderr)
@@ -64,6 +67,13 @@ def main() -> int:
                 return 1
         lifecycle_get()
         echo_health(True)
+        if status:
+            say(f"ros2 topic echo --once {status_topic}   # signed JSON; payload shown")
+            sample = status.wait_for(lambda s: json.loads(s.data)["payload"]["healthy"], timeout=15.0,
+                                     what="a healthy status")
+            envelope = json.loads(sample.data)
+            print(f"issuer: {envelope['issuer']}\nsignature: {envelope['signature'][:32]}…")
+            print(json.dumps(envelope["payload"], indent=2))
 
         say(f"ros2 lifecycle list {node}")
         for t in lifecycle.available_transitions():

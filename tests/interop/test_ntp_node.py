@@ -265,3 +265,14 @@ def test_check_config_subcommand(tmp_path, upstream):
                         capture_output=True, text=True, timeout=30)
     assert ko.returncode != 0
     assert "bad.toml" in ko.stderr and "servers" in ko.stderr, ko.stderr
+
+
+def test_stale_pid_file_naming_a_live_process_does_not_block_start(ntp_node, tmp_path):
+    """After a crash or reboot chronyd's pid file may name a live, unrelated
+    process; chronyd alone would refuse to start ("Another chronyd may
+    already be running"). The node removes it before every start."""
+    run = tmp_path / "node" / "run"
+    run.mkdir(parents=True)
+    (run / "chronyd.pid").write_text(f"{os.getpid()}\n")
+    node = ntp_node("--autostart")
+    wait_health(node, True, 15)

@@ -334,6 +334,17 @@ impl<S: Service> ServiceHost<S> {
         let Some(config) = &self.config else {
             return Err("not configured".into());
         };
+        for stale in self.service.stale_files(config, &self.paths) {
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {
+                    tracing::info!(path = %stale.display(), "removed a stale file of the last run")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %stale.display(), error = %e, "could not remove a stale file")
+                }
+            }
+        }
         let command = self.service.daemon_command(config, &self.paths);
         let daemon = self.supervisor.start(&command).map_err(|e| e.to_string())?;
         self.daemon = Some(daemon);

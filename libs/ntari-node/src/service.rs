@@ -163,6 +163,15 @@ pub trait Service: Send + Sync + 'static {
     /// The daemon in the foreground, logging to stdout/stderr.
     fn daemon_command(&self, config: &Self::Config, paths: &Paths) -> Command;
 
+    /// Files a previous run may have left behind that would stop the daemon
+    /// from starting (a pid file naming a process that exists again after a
+    /// crash or reboot). The runtime removes them before every start: it
+    /// knows its own daemon is not running then.
+    fn stale_files(&self, config: &Self::Config, paths: &Paths) -> Vec<PathBuf> {
+        let _ = (config, paths);
+        Vec::new()
+    }
+
     /// Prints the daemon's version (first line of its output is kept).
     fn version_command(&self) -> Option<Command> {
         None

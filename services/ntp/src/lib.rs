@@ -1442,6 +1442,12 @@ impl Service for Ntp {
         Some(Command::new(CHRONYD, ["--version"]))
     }
 
+    /// chronyd refuses to start when its pid file names a live process,
+    /// which after a crash can be an unrelated one that reused the pid.
+    fn stale_files(&self, _config: &NtpConfig, paths: &Paths) -> Vec<std::path::PathBuf> {
+        vec![paths.run_dir.join(PID_FILE)]
+    }
+
     fn metrics(&self) -> &'static [MetricDesc] {
         METRICS
     }
