@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_binary
-from ros_types import S, T, Bool, String
+from ros_types import S, T, Bool, DiagnosticArray, DiagnosticStatus, String
 
 NODE = "/ntari/ntari_ntp_node"
 HEALTH = "/ntari/ntp/health"
@@ -276,3 +276,24 @@ def test_stale_pid_file_naming_a_live_process_does_not_block_start(ntp_node, tmp
     (run / "chronyd.pid").write_text(f"{os.getpid()}\n")
     node = ntp_node("--autostart")
     wait_health(node, True, 15)
+
+
+def test_diagnostics_follow_health(ntp_node, graph):
+    """/diagnostics carries one DiagnosticStatus "ntari/ntp" (what
+    rqt_robot_monitor and diagnostic_aggregator read): OK while healthy,
+    ERROR with the reason after a crash loop or a failed configure."""
+    diagnostics = graph.subscribe("/diagnostics", DiagnosticArray)
+    node = ntp_node("--autostart")
+    wait_health(node, True, 15)
+
+    def ours(sample, level):
+        return any(s.name == "ntari/ntp" and s.level == level for s in sample.status)
+
+    sample = diagnostics.wait_for(lambda s: ours(s, DiagnosticStatus.OK), timeout=15, what="OK diagnostics")
+    status = next(s for s in sample.status if s.name == "ntari/ntp")
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.hardware_id == NODE
+    assert values["lifecycle_state"] == "active" and values["daemon.name"] == "chronyd"
+    assert values["stratum"].isdigit() and "synchronised" in values, values   # probe detail flattened
+    assert node.lc.change_state(T.DEACTIVATE) is True
+    diagnostics.wait_for(lambda s: not ours(s, DiagnosticStatus.OK), timeout=5, what="non-OK after deactivate")

@@ -47,7 +47,7 @@ pub enum GraphError {
     Wire(#[from] WireError),
     #[error("invalid ROS name {name:?}: {why}")]
     InvalidName { name: String, why: &'static str },
-    #[error("ROS_DOMAIN_ID={0:?} is not a domain id: use a whole number from 0 to 232")]
+    #[error("{0}")]
     DomainId(String),
     #[error("service {service} did not become available within {seconds:.1} s")]
     ServiceUnavailable { service: String, seconds: f64 },
@@ -56,18 +56,13 @@ pub enum GraphError {
 }
 
 /// The largest domain id a ROS 2 participant can use with default ports.
-pub const MAX_DOMAIN_ID: u32 = 232;
+pub use crate::config::MAX_DOMAIN_ID;
 
-/// Reads `ROS_DOMAIN_ID` as rcl does: unset or empty means 0.
+/// Reads `ROS_DOMAIN_ID` as rcl does: unset or empty means 0. The rules
+/// live in `config`, which also applies them over ntari.toml's `domain_id`.
 pub fn domain_id_from_env() -> Result<u32, GraphError> {
-    match std::env::var("ROS_DOMAIN_ID") {
-        Err(_) => Ok(0),
-        Ok(v) if v.trim().is_empty() => Ok(0),
-        Ok(v) => match v.trim().parse::<u32>() {
-            Ok(id) if id <= MAX_DOMAIN_ID => Ok(id),
-            _ => Err(GraphError::DomainId(v)),
-        },
-    }
+    crate::config::domain_id_with_env(0, std::env::var_os("ROS_DOMAIN_ID").as_deref())
+        .map_err(|e| GraphError::DomainId(e.to_string()))
 }
 
 /// One node's row in `ros_discovery_info`.
@@ -104,7 +99,9 @@ impl Context {
 
     pub fn new(domain_id: u32) -> Result<Self, GraphError> {
         if domain_id > MAX_DOMAIN_ID {
-            return Err(GraphError::DomainId(domain_id.to_string()));
+            return Err(GraphError::DomainId(format!(
+                "domain id {domain_id} is out of range: ROS 2 domain ids are 0 to {MAX_DOMAIN_ID}"
+            )));
         }
         // rmw_cyclonedds marks every participant with its security enclave.
         let participant = Participant::new(domain_id, "enclave=/;")?;
@@ -304,25 +301,5 @@ impl Drop for Node {
         if let Err(e) = self.ctx.publish_discovery(&nodes) {
             tracing::warn!(error = %e, "could not republish ros_discovery_info");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn domain_id_parsing() {
-        // One test mutates the env so parallel tests cannot race on it.
-        std::env::remove_var("ROS_DOMAIN_ID");
-        assert_eq!(domain_id_from_env().unwrap(), 0);
-        std::env::set_var("ROS_DOMAIN_ID", " 42 ");
-        assert_eq!(domain_id_from_env().unwrap(), 42);
-        for bad in ["abc", "-1", "233", "1.5"] {
-            std::env::set_var("ROS_DOMAIN_ID", bad);
-            let err = domain_id_from_env().unwrap_err().to_string();
-            assert!(err.contains(bad) && err.contains("0 to 232"), "{err}");
-        }
-        std::env::remove_var("ROS_DOMAIN_ID");
     }
 }
