@@ -8,7 +8,6 @@
 //!
 //! Run it with `cargo run --example ntari_example_node -- --autostart`.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -119,14 +118,7 @@ async fn termination() {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    ntari_node::runtime::init_logging("info");
 
     let context = Context::from_env().context("cannot join the ROS 2 domain")?;
     let node = context.create_node("/ntari", "ntari_example_node")?;

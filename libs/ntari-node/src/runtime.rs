@@ -170,7 +170,9 @@ fn parse_args<S: Service>(
     NodeArgs::from_arg_matches(&command.try_get_matches_from(argv)?)
 }
 
-fn init_logging(level: &str) {
+/// Logs to stderr (plain text unless it is a terminal), filtered by
+/// `RUST_LOG` or else `level`. Every NTARI binary logs this way.
+pub fn init_logging(level: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -228,6 +230,25 @@ async fn run_check(command: &crate::service::Command) -> Result<(), String> {
     }
 }
 
+/// Renders `config` into `paths.run_dir` and runs the daemon's checker on
+/// it. A rejected config is rolled back, so the files a running daemon
+/// would re-read are never left half-new.
+async fn render_checked<S: Service>(
+    service: &S,
+    config: &S::Config,
+    paths: &Paths,
+) -> Result<Vec<RenderedFile>, String> {
+    let files = service.render(config, paths);
+    let previous = write_rendered(&paths.run_dir, &files)?;
+    if let Some(check) = service.check_command(config, paths) {
+        if let Err(e) = run_check(&check).await {
+            restore_rendered(previous);
+            return Err(e);
+        }
+    }
+    Ok(files)
+}
+
 /// A file's contents (None: it did not exist) and mode before a render.
 type PreviousFile = (PathBuf, Option<Vec<u8>>, u32);
 
@@ -273,7 +294,7 @@ struct ServiceHost<S: Service> {
     /// Set when a crash loop makes the runtime deactivate: the deactivate
     /// callback then reports ERROR so the node goes through ErrorProcessing.
     crash_loop: bool,
-    last_probe: Option<(Instant, Result<ProbeReport, String>)>,
+    last_probe: Option<Result<ProbeReport, String>>,
     last_good_probe: Option<Instant>,
     last_error: Option<String>,
     metrics: Arc<Metrics>,
@@ -313,7 +334,7 @@ impl<S: Service> ServiceHost<S> {
             }
             Err(e) => tracing::warn!(daemon = S::DAEMON, error = %e, "probe failed"),
         }
-        self.last_probe = Some((Instant::now(), result));
+        self.last_probe = Some(result);
         ok
     }
 
@@ -366,14 +387,7 @@ impl<S: Service> ServiceHost<S> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let files = self.service.render(&config, &self.paths);
-        let previous = write_rendered(&self.paths.run_dir, &files)?;
-        if let Some(check) = self.service.check_command(&config, &self.paths) {
-            if let Err(e) = run_check(&check).await {
-                restore_rendered(previous);
-                return Err(e);
-            }
-        }
+        let files = render_checked(&self.service, &config, &self.paths).await?;
         Ok((config, files))
     }
 }
@@ -605,24 +619,16 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
 /// `check-config`: load, validate, render into a scratch dir, run the checker.
 async fn check_config<S: Service>(service: &S, paths: &Paths) -> anyhow::Result<()> {
     let config = config::load_service_config(service, &paths.config)?;
-    let scratch =
-        std::env::temp_dir().join(format!("ntari-{}-check-{}", S::NAME, std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    // A private, unpredictable directory: this may run as root.
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("ntari-{}-check-", S::NAME))
+        .tempdir()?;
     let scratch_paths = Paths {
-        run_dir: scratch.clone(),
+        run_dir: scratch.path().to_path_buf(),
         ..paths.clone()
     };
-    let files = service.render(&config, &scratch_paths);
-    let result = match write_rendered(&scratch, &files) {
-        Err(e) => Err(e),
-        Ok(_) => match service.check_command(&config, &scratch_paths) {
-            Some(cmd) => run_check(&cmd).await,
-            None => Ok(()),
-        },
-    };
-    let _ = std::fs::remove_dir_all(&scratch);
-    match result {
-        Ok(()) => {
+    match render_checked(service, &config, &scratch_paths).await {
+        Ok(_) => {
             println!("{}: ok", paths.config.display());
             Ok(())
         }
@@ -888,7 +894,7 @@ fn status_payload<S: Service>(node: &Node, lifecycle: &LifecycleNode<ServiceHost
     let state = lifecycle.state();
     let daemon = host.daemon.as_ref().filter(|d| d.is_running());
     let detail = match &host.last_probe {
-        Some((_, Ok(report))) => Value::Object(report.detail.clone()),
+        Some(Ok(report)) => Value::Object(report.detail.clone()),
         _ => Value::Object(Map::new()),
     };
     json!({
@@ -995,5 +1001,124 @@ fn diagnostics<S: Service>(status: &Value) -> DiagnosticArray {
             hardware_id: status["node"].as_str().unwrap_or_default().to_string(),
             values,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Command, MetricDesc};
+
+    /// A service whose checker accepts a rendered file only if it says "good".
+    struct Picky;
+
+    #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PickyConfig {
+        word: String,
+    }
+
+    impl Service for Picky {
+        type Config = PickyConfig;
+        const NAME: &'static str = "picky";
+        const DAEMON: &'static str = "sleep";
+        const METRICS_PORT: u16 = 0;
+
+        fn render(&self, config: &PickyConfig, _paths: &Paths) -> Vec<RenderedFile> {
+            vec![RenderedFile {
+                name: "daemon.conf".into(),
+                contents: config.word.clone(),
+                mode: 0o644,
+            }]
+        }
+        fn check_command(&self, _config: &PickyConfig, paths: &Paths) -> Option<Command> {
+            let file = paths.run_dir.join("daemon.conf").display().to_string();
+            Some(Command::new("grep", ["-q", "good", file.as_str()]))
+        }
+        fn daemon_command(&self, _config: &PickyConfig, _paths: &Paths) -> Command {
+            Command::new("sleep", ["30"])
+        }
+        fn metrics(&self) -> &'static [MetricDesc] {
+            &[]
+        }
+        async fn probe(
+            &self,
+            _config: &PickyConfig,
+            _paths: &Paths,
+        ) -> Result<ProbeReport, String> {
+            Ok(ProbeReport::default())
+        }
+    }
+
+    fn host(dir: &Path) -> ServiceHost<Picky> {
+        ServiceHost {
+            service: Picky,
+            paths: Paths {
+                config: dir.join("picky.toml"),
+                state_dir: dir.join("state"),
+                run_dir: dir.join("run"),
+            },
+            timing: Timing::default(),
+            supervisor: Supervisor::new("sleep"),
+            config: None,
+            rendered: Vec::new(),
+            daemon: None,
+            version: None,
+            restarts: 0,
+            recent_exits: VecDeque::new(),
+            crash_loop: false,
+            last_probe: None,
+            last_good_probe: None,
+            last_error: None,
+            metrics: Arc::new(Metrics::new("picky", &[]).unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_config_the_daemon_rejects_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let rendered = dir.path().join("run/daemon.conf");
+
+        std::fs::write(&host.paths.config, "word = \"good\"\n").unwrap();
+        host.load_and_render().await.unwrap();
+        std::fs::write(&host.paths.config, "word = \"good, v2\"\n").unwrap();
+        host.load_and_render().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good, v2");
+
+        std::fs::write(&host.paths.config, "word = \"bad\"\n").unwrap();
+        let err = host.load_and_render().await.unwrap_err();
+        assert!(err.contains("rejected the rendered config"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&rendered).unwrap(),
+            "good, v2",
+            "the files of the running daemon must be restored"
+        );
+
+        std::fs::write(&host.paths.config, "wrod = \"good\"\n").unwrap();
+        let err = host.load_and_render().await.unwrap_err();
+        assert!(
+            err.contains("picky.toml:1") && err.contains("wrod"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good, v2");
+    }
+
+    #[tokio::test]
+    async fn check_config_touches_nothing_that_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = host(dir.path()).paths;
+        std::fs::write(&paths.config, "word = \"bad\"\n").unwrap();
+        let err = check_config(&Picky, &paths).await.unwrap_err().to_string();
+        assert!(
+            err.contains("picky.toml") && err.contains("rejected"),
+            "{err}"
+        );
+        std::fs::write(&paths.config, "word = \"good\"\n").unwrap();
+        check_config(&Picky, &paths).await.unwrap();
+        assert!(
+            !paths.run_dir.exists(),
+            "check-config renders into a scratch dir only"
+        );
     }
 }
