@@ -15,3 +15,8 @@ echo
 echo "== ntari-ntp (release) against a real chronyd"
 cargo build --quiet --release -p ntari-ntp
 .venv/bin/python tests/interop/bench_ntp.py --binary target/release/ntari-ntp --kills 20 --cpu-window 30
+
+echo
+echo "== ntari-dns (release) against a plain dnsmasq with the same files"
+cargo build --quiet --release -p ntari-dns
+.venv/bin/python tests/interop/bench_dns.py --binary target/release/ntari-dns --rounds 3 --seconds 5 --cpu-window 30

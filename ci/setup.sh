@@ -6,8 +6,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: cmake/clang/libclang-dev build the bundled Cyclone DDS
 # (cyclors), python3-venv hosts the independent DDS test client, util-linux
-# provides setpriv (daemons die with their node), chrony is ntari-ntp's daemon.
-apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux chrony)
+# provides setpriv (daemons die with their node), chrony is ntari-ntp's daemon,
+# dnsmasq-base ntari-dns's (the binary only: package dnsmasq would also start
+# a system-wide resolver on port 53), bind9-dnsutils gives dig to the tests
+# and dnsperf to the benchmark.
+apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux
+  chrony dnsmasq-base bind9-dnsutils dnsperf)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

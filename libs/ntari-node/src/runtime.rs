@@ -13,7 +13,9 @@
 //!
 //! And it publishes, for `/ntari/SERVICE`: `health` (1 Hz and on change),
 //! signed `status` JSON (10 s and on change), `/diagnostics`, and
-//! Prometheus metrics on 127.0.0.1.
+//! Prometheus metrics on 127.0.0.1. It subscribes to the service's graph
+//! inputs ([`Service::inputs`]) and re-renders the daemon's files when one
+//! changes the service's state.
 //!
 //! Invariant: everything runs on one tokio current-thread runtime on the
 //! main thread (daemons must be forked from the thread that lives as long
@@ -33,13 +35,13 @@ use tokio::sync::watch;
 
 use crate::config::{self, NodeConfig};
 use crate::fsutil;
-use crate::graph::{qos, Context, Node, Publisher};
+use crate::graph::{qos, Context, Node, Publisher, Subscription};
 use crate::lifecycle::{CallbackResult, LifecycleCallbacks, LifecycleNode, State};
 use crate::metrics::{self, Metrics};
 use crate::msg::builtin_interfaces::Time;
 use crate::msg::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msg::std_msgs::{Bool, Header, StringMsg};
-use crate::service::{Paths, ProbeReport, Reload, RenderedFile, Service};
+use crate::service::{Input, Paths, ProbeReport, Reload, RenderedFile, Service};
 use crate::signing::NodeKey;
 use crate::supervisor::{Daemon, DaemonStatus, Supervisor};
 
@@ -258,6 +260,11 @@ fn write_rendered(run_dir: &Path, files: &[RenderedFile]) -> Result<Vec<Previous
     let mut previous = Vec::new();
     for file in files {
         let path = run_dir.join(&file.name);
+        // A file may live in a subdirectory of the run dir (dnsmasq's hostsdir).
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
         previous.push((path.clone(), std::fs::read(&path).ok(), file.mode));
         fsutil::write_atomic(&path, file.contents.as_bytes(), file.mode)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -298,6 +305,16 @@ struct ServiceHost<S: Service> {
     last_good_probe: Option<Instant>,
     last_error: Option<String>,
     metrics: Arc<Metrics>,
+    /// One per [`Service::inputs`] entry, in the same order.
+    inputs: Vec<InputStats>,
+}
+
+/// What arrived on one graph input, for status.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct InputStats {
+    accepted: u64,
+    rejected: u64,
+    last_error: Option<String>,
 }
 
 impl<S: Service> ServiceHost<S> {
@@ -377,6 +394,68 @@ impl<S: Service> ServiceHost<S> {
             daemon.stop(self.timing.stop_timeout).await;
         }
         self.last_good_probe = None;
+    }
+
+    /// Brings a running daemon up to date with files just rendered.
+    async fn apply_to_daemon(&mut self, how: Reload) {
+        if !self.daemon_running() {
+            return; // the next start reads the new files
+        }
+        match how {
+            Reload::Watched => {}
+            Reload::Sighup => {
+                if let Some(d) = &self.daemon {
+                    d.hangup();
+                }
+            }
+            Reload::Restart => {
+                self.stop_daemon().await;
+                if let Err(e) = self.start_daemon() {
+                    tracing::error!("restart with the new files failed: {e}");
+                    self.last_error = Some(format!("restart with the new files failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// A sample on input `index`: the service updates its state; if the
+    /// daemon's files depend on it, they are re-rendered and applied.
+    async fn take_input(&mut self, index: usize, topic: &str, data: &str, active: bool) {
+        let result = self.service.on_input(topic, data);
+        let stats = &mut self.inputs[index];
+        match result {
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "rejected a sample");
+                stats.rejected += 1;
+                stats.last_error = Some(e);
+            }
+            Ok(how) => {
+                stats.accepted += 1;
+                if let Some(how) = how {
+                    self.rerender(how, active).await;
+                }
+            }
+        }
+    }
+
+    /// Renders the current config with the service's current state (a
+    /// changed input, a lease that expired) and applies it when `active`.
+    /// Unconfigured: nothing to do, configure renders with the state then.
+    async fn rerender(&mut self, how: Reload, active: bool) {
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        match render_checked(&self.service, &config, &self.paths).await {
+            Ok(files) => self.rendered = files,
+            Err(e) => {
+                // The previous files were restored; the daemon keeps them.
+                tracing::error!("re-render after an input change refused: {e}");
+                return;
+            }
+        }
+        if active {
+            self.apply_to_daemon(how).await;
+        }
     }
 
     /// Configure minus the lifecycle: load, validate, render, check.
@@ -572,7 +651,9 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         ),
         ..Timing::default()
     };
+    let inputs = subscribe_inputs(&node, service.inputs())?;
     let host = ServiceHost {
+        inputs: vec![InputStats::default(); inputs.len()],
         supervisor: Supervisor::new(S::DAEMON),
         service,
         paths,
@@ -611,9 +692,51 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    serve(&node, &mut lifecycle, &mut outputs, &key).await;
+    serve(&node, &mut lifecycle, &mut outputs, &inputs, &key).await;
     let _ = stop_metrics_tx.send(true);
     Ok(())
+}
+
+/// One subscription per graph input, in [`Service::inputs`] order.
+fn subscribe_inputs(
+    node: &Node,
+    inputs: &'static [Input],
+) -> anyhow::Result<Vec<(Input, Subscription<StringMsg>)>> {
+    inputs
+        .iter()
+        .map(|input| {
+            let qos = if input.latched {
+                qos::LATCHED
+            } else {
+                qos::DEFAULT
+            };
+            Ok((*input, node.create_subscription(input.topic, qos)?))
+        })
+        .collect()
+}
+
+/// The next sample on any input (pending forever without inputs).
+/// Cancel-safe, as `Subscription::recv` is.
+async fn next_input(inputs: &[(Input, Subscription<StringMsg>)]) -> (usize, StringMsg) {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+    if inputs.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut receiving: Vec<Pin<Box<dyn Future<Output = StringMsg> + '_>>> = inputs
+        .iter()
+        .map(|(_, sub)| Box::pin(sub.recv()) as Pin<Box<dyn Future<Output = StringMsg>>>)
+        .collect();
+    std::future::poll_fn(|cx| {
+        for (index, fut) in receiving.iter_mut().enumerate() {
+            if let Poll::Ready(message) = fut.as_mut().poll(cx) {
+                return Poll::Ready((index, message));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// `check-config`: load, validate, render into a scratch dir, run the checker.
@@ -642,6 +765,7 @@ async fn serve<S: Service>(
     node: &Node,
     lifecycle: &mut LifecycleNode<ServiceHost<S>>,
     outputs: &mut Outputs,
+    inputs: &[(Input, Subscription<StringMsg>)],
     key: &NodeKey,
 ) {
     let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = (
@@ -681,6 +805,7 @@ async fn serve<S: Service>(
             Health,
             Status,
             Reload,
+            Input(usize, StringMsg),
             Stop,
         }
         let event = tokio::select! {
@@ -693,6 +818,7 @@ async fn serve<S: Service>(
             () = outputs.health.subscriptions_changed() => Event::Health,
             _ = status_tick.tick() => Event::Status,
             _ = sighup.recv() => Event::Reload,
+            (index, message) = next_input(inputs) => Event::Input(index, message),
             _ = sigterm.recv() => Event::Stop,
             _ = sigint.recv() => Event::Stop,
         };
@@ -756,9 +882,22 @@ async fn serve<S: Service>(
                     }
                 }
             }
-            Event::Health => {}
+            Event::Health => {
+                let active = lifecycle.state() == State::Active;
+                let host = lifecycle.callbacks_mut();
+                if let Some(how) = host.service.on_tick(SystemTime::now()) {
+                    host.rerender(how, active).await;
+                }
+            }
             Event::Status => force_publish = true,
             Event::Reload => reload(lifecycle).await,
+            Event::Input(index, message) => {
+                let active = lifecycle.state() == State::Active;
+                lifecycle
+                    .callbacks_mut()
+                    .take_input(index, inputs[index].0.topic, &message.data, active)
+                    .await;
+            }
             Event::Stop => break,
         }
         publish_health(lifecycle, outputs, health_tick_due);
@@ -845,20 +984,11 @@ async fn reload<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>) {
         return;
     }
     match how {
-        Reload::Sighup => {
-            if let Some(d) = &host.daemon {
-                d.hangup();
-            }
-            tracing::info!("SIGHUP: {} asked to re-read its files", S::DAEMON);
-        }
-        Reload::Restart => {
-            tracing::info!("SIGHUP: restarting {} with the new config", S::DAEMON);
-            host.stop_daemon().await;
-            if let Err(e) = host.start_daemon() {
-                host.last_error = Some(format!("restart after reload failed: {e}"));
-            }
-        }
+        Reload::Sighup => tracing::info!("SIGHUP: {} asked to re-read its files", S::DAEMON),
+        Reload::Watched => tracing::info!("SIGHUP: {} picks up the new files itself", S::DAEMON),
+        Reload::Restart => tracing::info!("SIGHUP: restarting {} with the new config", S::DAEMON),
     }
+    host.apply_to_daemon(how).await;
 }
 
 fn healthy<S: Service>(lifecycle: &LifecycleNode<ServiceHost<S>>) -> bool {
@@ -911,8 +1041,28 @@ fn status_payload<S: Service>(node: &Node, lifecycle: &LifecycleNode<ServiceHost
             "last_exit": host.supervisor.status().last_exit,
         },
         "detail": detail,
+        "inputs": input_status(&host.service, &host.inputs),
         "last_error": host.last_error,
     })
+}
+
+/// `{topic: {accepted, rejected, last_error}}` for status; null without inputs.
+fn input_status<S: Service>(service: &S, stats: &[InputStats]) -> Value {
+    if stats.is_empty() {
+        return Value::Null;
+    }
+    let map = service
+        .inputs()
+        .iter()
+        .zip(stats)
+        .map(|(input, s)| {
+            (
+                input.topic.to_string(),
+                json!({"accepted": s.accepted, "rejected": s.rejected, "last_error": s.last_error}),
+            )
+        })
+        .collect();
+    Value::Object(map)
 }
 
 fn publish_status<S: Service>(
@@ -1071,6 +1221,7 @@ mod tests {
             last_good_probe: None,
             last_error: None,
             metrics: Arc::new(Metrics::new("picky", &[]).unwrap()),
+            inputs: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 
@@ -106,13 +107,31 @@ pub struct ProbeReport {
     pub metrics: Vec<MetricSample>,
 }
 
-/// How a changed config reaches a running daemon.
+/// How changed files reach a running daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reload {
     /// Stop the daemon and start it again with the new files.
     Restart,
-    /// The daemon re-reads its files on SIGHUP (no cache or lease lost).
+    /// The daemon re-reads its files on SIGHUP.
     Sighup,
+    /// The daemon watches the changed files itself (dnsmasq's `--hostsdir`
+    /// uses inotify): writing them is all it takes, and nothing the daemon
+    /// holds in memory (a cache) is lost.
+    Watched,
+}
+
+/// A topic whose data the service takes from the graph: std_msgs/msg/String
+/// carrying JSON (DESIGN.md §2), e.g. `/ntari/dhcp/leases` for dns. The
+/// runtime subscribes from start-up, whatever the lifecycle state, and hands
+/// each sample to [`Service::on_input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Input {
+    /// Fully qualified ROS topic name.
+    pub topic: &'static str,
+    /// Subscribe transient-local, so the publisher's last sample arrives
+    /// even when it was published before this node started. Use it for
+    /// state (a lease table), matching a latched publisher.
+    pub latched: bool,
 }
 
 /// A config value that parses but makes no sense, named by its TOML key.
@@ -191,5 +210,28 @@ pub trait Service: Send + Sync + 'static {
     fn reload(&self, old: &Self::Config, new: &Self::Config) -> Reload {
         let _ = (old, new);
         Reload::Restart
+    }
+
+    /// The graph topics this service reads; none by default.
+    fn inputs(&self) -> &'static [Input] {
+        &[]
+    }
+
+    /// A sample arrived on `topic`, one of [`Service::inputs`]. Update the
+    /// service's own state from it; [`Service::render`] reads that state.
+    /// `Ok(Some(how))`: the rendered files changed, the runtime re-renders,
+    /// checks and applies them `how` (if configured, and the daemon runs).
+    /// `Ok(None)`: nothing to do. `Err`: the sample is bad; the runtime logs
+    /// the message with the topic, counts it in status, and drops it.
+    fn on_input(&mut self, topic: &str, data: &str) -> Result<Option<Reload>, String> {
+        let _ = (topic, data);
+        Ok(None)
+    }
+
+    /// Called once a second, for state that changes with time alone (a
+    /// lease that expires). Returns like [`Service::on_input`].
+    fn on_tick(&mut self, now: SystemTime) -> Option<Reload> {
+        let _ = now;
+        None
     }
 }
