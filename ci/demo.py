@@ -4,16 +4,24 @@ the ros2 CLI. An independent DDS client (Python cyclonedds, tests/interop's
 rosgraph) stands in for `ros2`, which cannot run here; each step prints the
 ros2 command it stands for and what that command would show.
 
-    demo.py <node fqn> <health topic> [<status topic>]   (ROS_DOMAIN_ID, CYCLONEDDS_URI from env)
+    demo.py <node fqn> <health topic> [<status topic>] [--dns-port PORT]
+    (ROS_DOMAIN_ID, CYCLONEDDS_URI from env)
+
+With --dns-port (ntari-dns, examples/dns.toml), the active node is also
+asked names with dig, and a DHCP lease is published on /ntari/dhcp/leases
+the way ntari-dhcp will, to show the client's name resolving.
 """
 
+import argparse
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
 
-from rosgraph import Graph  # noqa: E402
+from rosgraph import Graph, ros_qos  # noqa: E402
 from ros_types import Bool, String  # noqa: E402
 import json  # noqa: E402
 
@@ -22,9 +30,43 @@ def say(command: str) -> None:
     print(f"\n$ {command}", flush=True)
 
 
+def dig(port: int, name: str) -> str:
+    out = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "-p", str(port), "@127.0.0.1", name],
+                         capture_output=True, text=True, timeout=10)
+    return out.stdout.strip()
+
+
+def dns_demo(graph: Graph, port: int) -> bool:
+    """Static and wildcard names, then a DHCP client's name from a lease."""
+    for name in ["hub.coop.lan", "anything.apps.coop.lan"]:
+        say(f"dig +short -p {port} @127.0.0.1 {name}")
+        print(dig(port, name) or "(no answer)")
+    expiry = int(time.time()) + 3600
+    lease = {"ip": "127.0.0.23", "mac": "52:54:00:12:34:56", "hostname": "laptop", "expiry": expiry}
+    message = {"version": 1, "event": "granted", "lease": lease, "leases": [lease]}
+    say("ros2 topic pub --once --qos-durability transient_local --qos-depth 1 /ntari/dhcp/leases "
+        f"std_msgs/msg/String \"data: '{json.dumps(message)}'\"   # what ntari-dhcp publishes")
+    writer = graph.publisher("/ntari/dhcp/leases", String, ros_qos(1, transient_local=True))
+    writer.write(String(data=json.dumps(message)))
+    say(f"dig +short -p {port} @127.0.0.1 laptop.coop.lan")
+    deadline = time.monotonic() + 5.0
+    answer = ""
+    while time.monotonic() < deadline and not answer:
+        answer = dig(port, "laptop.coop.lan")
+        time.sleep(0.1)
+    print(answer or "(no answer)")
+    del writer
+    return answer == "127.0.0.23"
+
+
 def main() -> int:
-    node, health_topic = sys.argv[1], sys.argv[2]
-    status_topic = sys.argv[3] if len(sys.argv) > 3 else None
+    parser = argparse.ArgumentParser()
+    parser.add_argument("node")
+    parser.add_argument("health_topic")
+    parser.add_argument("status_topic", nargs="?")
+    parser.add_argument("--dns-port", type=int)
+    args = parser.parse_args()
+    node, health_topic, status_topic = args.node, args.health_topic, args.status_topic
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     with Graph(domain) as graph:
         health = graph.subscribe(health_topic, Bool)
@@ -74,6 +116,10 @@ def main() -> int:
             envelope = json.loads(sample.data)
             print(f"issuer: {envelope['issuer']}\nsignature: {envelope['signature'][:32]}…")
             print(json.dumps(envelope["payload"], indent=2))
+
+        if args.dns_port and not dns_demo(graph, args.dns_port):
+            print("demo: laptop.coop.lan did not resolve", file=sys.stderr)
+            return 1
 
         say(f"ros2 lifecycle list {node}")
         for t in lifecycle.available_transitions():

@@ -255,19 +255,32 @@ async fn render_checked<S: Service>(
 type PreviousFile = (PathBuf, Option<Vec<u8>>, u32);
 
 /// Writes rendered files atomically; returns what was there before so a
-/// rejected config can be rolled back.
+/// rejected config can be rolled back. A file whose contents and mode are
+/// already right is left alone: a daemon that watches its files (dnsmasq's
+/// hostsdir) then only re-reads what really changed. If one write fails,
+/// the files written before it are restored.
 fn write_rendered(run_dir: &Path, files: &[RenderedFile]) -> Result<Vec<PreviousFile>, String> {
+    use std::os::unix::fs::PermissionsExt;
     let mut previous = Vec::new();
     for file in files {
         let path = run_dir.join(&file.name);
-        // A file may live in a subdirectory of the run dir (dnsmasq's hostsdir).
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let old = std::fs::read(&path).ok();
+        let old_mode = std::fs::metadata(&path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777);
+        if old.as_deref() == Some(file.contents.as_bytes()) && old_mode == Some(file.mode) {
+            continue;
         }
-        previous.push((path.clone(), std::fs::read(&path).ok(), file.mode));
-        fsutil::write_atomic(&path, file.contents.as_bytes(), file.mode)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        // A file may live in a subdirectory of the run dir (dnsmasq's hostsdir).
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| fsutil::write_atomic(&path, file.contents.as_bytes(), file.mode));
+        if let Err(e) = written {
+            restore_rendered(previous);
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+        previous.push((path, old, old_mode.unwrap_or(file.mode)));
     }
     Ok(previous)
 }
@@ -357,6 +370,14 @@ impl<S: Service> ServiceHost<S> {
 
     async fn probe(&mut self) -> bool {
         self.probe_logged(false).await
+    }
+
+    /// `: <the daemon's last output line>`, or nothing.
+    fn last_words(&self) -> String {
+        self.supervisor
+            .last_words()
+            .map(|w| format!(": {}", w.trim()))
+            .unwrap_or_default()
     }
 
     fn daemon_running(&self) -> bool {
@@ -501,8 +522,9 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
                 let exit = self.supervisor.status().last_exit.unwrap_or_default();
                 self.stop_daemon().await;
                 return self.fail(format!(
-                    "activate failed: {} exited during start-up ({exit})",
-                    S::DAEMON
+                    "activate failed: {} exited during start-up ({exit}){}",
+                    S::DAEMON,
+                    self.last_words()
                 ));
             }
             if self.probe_logged(true).await {
@@ -918,7 +940,11 @@ async fn on_daemon_exit<S: Service>(
     backoff: Duration,
 ) -> Option<Duration> {
     let host = lifecycle.callbacks_mut();
-    let exit = status.last_exit.clone().unwrap_or_default();
+    let exit = format!(
+        "{}{}",
+        status.last_exit.clone().unwrap_or_default(),
+        host.last_words()
+    );
     let now = Instant::now();
     host.recent_exits.push_back(now);
     while host
@@ -1159,8 +1185,12 @@ mod tests {
     use super::*;
     use crate::service::{Command, MetricDesc};
 
-    /// A service whose checker accepts a rendered file only if it says "good".
-    struct Picky;
+    /// A service whose checker accepts a rendered file only if it says
+    /// "good"; samples on its input `/picky/word` are appended to the file.
+    #[derive(Default)]
+    struct Picky {
+        heard: String,
+    }
 
     #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -1177,7 +1207,7 @@ mod tests {
         fn render(&self, config: &PickyConfig, _paths: &Paths) -> Vec<RenderedFile> {
             vec![RenderedFile {
                 name: "daemon.conf".into(),
-                contents: config.word.clone(),
+                contents: format!("{}{}", config.word, self.heard),
                 mode: 0o644,
             }]
         }
@@ -1198,11 +1228,24 @@ mod tests {
         ) -> Result<ProbeReport, String> {
             Ok(ProbeReport::default())
         }
+        fn inputs(&self) -> &'static [Input] {
+            &[Input {
+                topic: "/picky/word",
+                latched: false,
+            }]
+        }
+        fn on_input(&mut self, _topic: &str, data: &str) -> Result<Option<Reload>, String> {
+            if data.is_empty() {
+                return Err("an empty word".into());
+            }
+            self.heard = data.to_string();
+            Ok(Some(Reload::Watched))
+        }
     }
 
     fn host(dir: &Path) -> ServiceHost<Picky> {
         ServiceHost {
-            service: Picky,
+            service: Picky::default(),
             paths: Paths {
                 config: dir.join("picky.toml"),
                 state_dir: dir.join("state"),
@@ -1221,7 +1264,7 @@ mod tests {
             last_good_probe: None,
             last_error: None,
             metrics: Arc::new(Metrics::new("picky", &[]).unwrap()),
-            inputs: Vec::new(),
+            inputs: vec![InputStats::default()],
         }
     }
 
@@ -1260,16 +1303,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = host(dir.path()).paths;
         std::fs::write(&paths.config, "word = \"bad\"\n").unwrap();
-        let err = check_config(&Picky, &paths).await.unwrap_err().to_string();
+        let err = check_config(&Picky::default(), &paths).await.unwrap_err().to_string();
         assert!(
             err.contains("picky.toml") && err.contains("rejected"),
             "{err}"
         );
         std::fs::write(&paths.config, "word = \"good\"\n").unwrap();
-        check_config(&Picky, &paths).await.unwrap();
+        check_config(&Picky::default(), &paths).await.unwrap();
         assert!(
             !paths.run_dir.exists(),
             "check-config renders into a scratch dir only"
         );
+    }
+
+    #[tokio::test]
+    async fn inputs_re_render_and_bad_samples_are_counted_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let rendered = dir.path().join("run/daemon.conf");
+
+        // Unconfigured: the state is kept, configure renders with it.
+        host.take_input(0, "/picky/word", "-early", false).await;
+        assert!(!rendered.exists());
+        std::fs::write(&host.paths.config, "word = \"good\"\n").unwrap();
+        host.on_configure().await;
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good-early");
+
+        host.take_input(0, "/picky/word", "-later", false).await;
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good-later");
+        host.take_input(0, "/picky/word", "", false).await;
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good-later");
+        let expected = InputStats {
+            accepted: 2,
+            rejected: 1,
+            last_error: Some("an empty word".into()),
+        };
+        assert_eq!(host.inputs, [expected]);
+        let status = input_status(&host.service, &host.inputs);
+        assert_eq!(status["/picky/word"]["rejected"], 1);
+
+        // A state the daemon's checker refuses is rolled back.
+        host.config = Some(PickyConfig { word: "go".into() });
+        host.take_input(0, "/picky/word", "od", false).await;
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good");
+        host.take_input(0, "/picky/word", "ne", false).await;
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good");
+    }
+
+    #[tokio::test]
+    async fn unchanged_files_are_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let rendered = dir.path().join("run/daemon.conf");
+        std::fs::write(&host.paths.config, "word = \"good\"\n").unwrap();
+        host.load_and_render().await.unwrap();
+        let inode = std::fs::metadata(&rendered).unwrap().ino();
+        host.load_and_render().await.unwrap();
+        assert_eq!(std::fs::metadata(&rendered).unwrap().ino(), inode);
+        std::fs::write(&host.paths.config, "word = \"good again\"\n").unwrap();
+        host.load_and_render().await.unwrap();
+        assert_ne!(std::fs::metadata(&rendered).unwrap().ino(), inode);
     }
 }

@@ -14,6 +14,7 @@
 //!   the current run.
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -67,6 +68,10 @@ pub struct Supervisor {
     status_tx: watch::Sender<DaemonStatus>,
     generation: u64,
     use_setpriv: bool,
+    /// The daemon's last non-empty output line: usually why it exited.
+    /// Kept apart from the watch channel so a chatty daemon does not wake
+    /// the event loop on every line.
+    last_words: Arc<Mutex<Option<String>>>,
 }
 
 impl Supervisor {
@@ -88,6 +93,7 @@ impl Supervisor {
             status_tx,
             generation: 0,
             use_setpriv,
+            last_words: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -98,6 +104,12 @@ impl Supervisor {
 
     pub fn status(&self) -> DaemonStatus {
         self.status_tx.borrow().clone()
+    }
+
+    /// The last non-empty line the daemon wrote (stdout or stderr), if any:
+    /// after an exit, usually its reason (`unknown user or group: x`).
+    pub fn last_words(&self) -> Option<String> {
+        self.last_words.lock().ok().and_then(|w| w.clone())
     }
 
     /// Starts the daemon. Its stdout and stderr become tracing events
@@ -137,11 +149,14 @@ impl Supervisor {
         self.generation += 1;
         let generation = self.generation;
         let name = self.name;
+        if let Ok(mut words) = self.last_words.lock() {
+            *words = None; // a new run has said nothing yet
+        }
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward_lines(name, pid, out));
+            tokio::spawn(forward_lines(name, pid, out, self.last_words.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward_lines(name, pid, err));
+            tokio::spawn(forward_lines(name, pid, err, self.last_words.clone()));
         }
         self.status_tx.send_modify(|s| {
             s.generation = generation;
@@ -246,7 +261,12 @@ fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-async fn forward_lines(name: &'static str, pid: u32, stream: impl AsyncRead + Unpin) {
+async fn forward_lines(
+    name: &'static str,
+    pid: u32,
+    stream: impl AsyncRead + Unpin,
+    last_words: Arc<Mutex<Option<String>>>,
+) {
     let mut lines = BufReader::new(stream).lines();
     loop {
         match lines.next_line().await {
@@ -260,6 +280,11 @@ async fn forward_lines(name: &'static str, pid: u32, stream: impl AsyncRead + Un
                     line.push('…');
                 }
                 tracing::info!(target: "daemon", daemon = name, pid, "{line}");
+                if !line.trim().is_empty() {
+                    if let Ok(mut words) = last_words.lock() {
+                        *words = Some(line);
+                    }
+                }
             }
             Ok(None) => return,
             Err(e) => {

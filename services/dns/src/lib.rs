@@ -62,8 +62,24 @@ impl Service for Dns {
     const DAEMON: &'static str = "dnsmasq";
     const METRICS_PORT: u16 = 9701;
 
+    /// The config's own checks, then that `user` exists here: dnsmasq
+    /// dies at start-up on an unknown user, and `dnsmasq --test` misses it.
     fn validate(&self, config: &DnsConfig) -> Result<(), ConfigIssue> {
-        config.validate()
+        config.validate()?;
+        match nix::unistd::User::from_name(&config.user) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(ConfigIssue::new(
+                "user",
+                format!(
+                    "no user `{}` on this machine; install dnsmasq's package (it creates `dnsmasq`) or name an existing unprivileged user",
+                    config.user
+                ),
+            )),
+            Err(e) => Err(ConfigIssue::new(
+                "user",
+                format!("cannot look up user `{}`: {e}", config.user),
+            )),
+        }
     }
 
     /// `dnsmasq.conf` and the hostsdir files, mode 0644: dnsmasq reads the
@@ -312,6 +328,22 @@ mod tests {
             ..hosts_changed.clone()
         };
         assert_eq!(Dns::default().reload(&hosts_changed, &port_changed), Reload::Restart);
+    }
+
+    #[test]
+    fn an_unknown_user_is_refused_before_dnsmasq_would_die_of_it() {
+        let config = DnsConfig {
+            user: "no-such-user-here".into(),
+            ..DnsConfig::default()
+        };
+        let issue = Dns::default().validate(&config).unwrap_err();
+        assert_eq!(issue.key, "user");
+        assert!(issue.message.contains("no user `no-such-user-here`"), "{issue}");
+        let root = DnsConfig {
+            user: "root".into(),
+            ..DnsConfig::default()
+        };
+        Dns::default().validate(&root).unwrap();
     }
 
     #[test]
