@@ -1303,7 +1303,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = host(dir.path()).paths;
         std::fs::write(&paths.config, "word = \"bad\"\n").unwrap();
-        let err = check_config(&Picky::default(), &paths).await.unwrap_err().to_string();
+        let err = check_config(&Picky::default(), &paths)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("picky.toml") && err.contains("rejected"),
             "{err}"

@@ -288,7 +288,14 @@ mod tests {
     fn mac_addresses_parse_in_both_notations_and_print_one_way() {
         let mac: MacAddr = "52-54-00-AB-cd-EF".parse().unwrap();
         assert_eq!(mac.to_string(), "52:54:00:ab:cd:ef");
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef", "zz:54:00:ab:cd:ef", "+5:54:00:ab:cd:ef"] {
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:ef:01",
+            "5:54:00:ab:cd:ef",
+            "zz:54:00:ab:cd:ef",
+            "+5:54:00:ab:cd:ef",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

@@ -176,7 +176,9 @@ impl DnsConfig {
     pub fn probe_target(&self) -> SocketAddr {
         let ip = match self.listen_addresses.first() {
             Some(IpAddr::V4(v4)) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(IpAddr::V6(v6)) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            Some(IpAddr::V6(v6)) if v6.is_unspecified() => {
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
             Some(ip) => *ip,
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
@@ -325,7 +327,14 @@ mod tests {
             let up: Upstream = text.parse().unwrap();
             assert_eq!(up.dnsmasq_form(), want, "{text}");
         }
-        for bad in ["", "dns.quad9.net", "9.9.9.9#", "9.9.9.9#99999", "9.9.9.9:x", "9.9.9"] {
+        for bad in [
+            "",
+            "dns.quad9.net",
+            "9.9.9.9#",
+            "9.9.9.9#99999",
+            "9.9.9.9:x",
+            "9.9.9",
+        ] {
             let err = bad.parse::<Upstream>().unwrap_err();
             assert!(err.contains("not an upstream server"), "{bad}: {err}");
         }

@@ -231,9 +231,7 @@ impl Service for Dns {
     /// A lease ran out: its name goes, without waiting for ntari-dhcp to
     /// say so (it may be down).
     fn on_tick(&mut self, now: SystemTime) -> Option<Reload> {
-        self.leases
-            .expire(unix_now(now))
-            .then_some(Reload::Watched)
+        self.leases.expire(unix_now(now)).then_some(Reload::Watched)
     }
 }
 
@@ -285,7 +283,10 @@ mod tests {
         };
         let later = now() + 3600;
         let first = message(&[("192.168.50.23", "Laptop", later)]);
-        assert_eq!(dns.on_input(leases::TOPIC, &first), Ok(Some(Reload::Watched)));
+        assert_eq!(
+            dns.on_input(leases::TOPIC, &first),
+            Ok(Some(Reload::Watched))
+        );
         assert!(lease_file(&dns, &config).contains("192.168.50.23 laptop.coop.lan laptop\n"));
         // The same table again: nothing to do.
         assert_eq!(dns.on_input(leases::TOPIC, &first), Ok(None));
@@ -297,7 +298,10 @@ mod tests {
             "a bad message leaves the names alone"
         );
 
-        assert_eq!(dns.on_input(leases::TOPIC, &message(&[])), Ok(Some(Reload::Watched)));
+        assert_eq!(
+            dns.on_input(leases::TOPIC, &message(&[])),
+            Ok(Some(Reload::Watched))
+        );
         assert!(!lease_file(&dns, &config).contains("laptop"));
     }
 
@@ -327,7 +331,10 @@ mod tests {
             port: 5353,
             ..hosts_changed.clone()
         };
-        assert_eq!(Dns::default().reload(&hosts_changed, &port_changed), Reload::Restart);
+        assert_eq!(
+            Dns::default().reload(&hosts_changed, &port_changed),
+            Reload::Restart
+        );
     }
 
     #[test]
@@ -338,7 +345,10 @@ mod tests {
         };
         let issue = Dns::default().validate(&config).unwrap_err();
         assert_eq!(issue.key, "user");
-        assert!(issue.message.contains("no user `no-such-user-here`"), "{issue}");
+        assert!(
+            issue.message.contains("no user `no-such-user-here`"),
+            "{issue}"
+        );
         let root = DnsConfig {
             user: "root".into(),
             ..DnsConfig::default()

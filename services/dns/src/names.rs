@@ -38,7 +38,10 @@ fn check_label(label: &str) -> Result<(), String> {
             "label `{label}` is longer than {MAX_LABEL_LEN} characters"
         ));
     }
-    if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(format!(
             "label `{label}` may only hold letters, digits and hyphens"
         ));
@@ -88,7 +91,10 @@ impl LeaseNames {
                 self.invalid += 1;
                 continue;
             };
-            let entry = self.by_label.entry(label).or_insert((lease.ip, lease.expiry));
+            let entry = self
+                .by_label
+                .entry(label)
+                .or_insert((lease.ip, lease.expiry));
             // Two leases, one name: the client that renewed last has it.
             if (lease.expiry, lease.ip) > (entry.1, entry.0) {
                 *entry = (lease.ip, lease.expiry);
@@ -155,7 +161,13 @@ mod tests {
 
     #[test]
     fn names_follow_rfc_1123() {
-        for good in ["hub", "coop.lan", "coop.lan.", "a-1.b2", "x".repeat(63).as_str()] {
+        for good in [
+            "hub",
+            "coop.lan",
+            "coop.lan.",
+            "a-1.b2",
+            "x".repeat(63).as_str(),
+        ] {
             check_dns_name(good).unwrap();
         }
         let long = format!("{}.lan", vec!["a".repeat(60); 5].join("."));
@@ -180,7 +192,15 @@ mod tests {
         assert_eq!(lease_label("Johns-Laptop").as_deref(), Some("johns-laptop"));
         assert_eq!(lease_label("laptop.example.org").as_deref(), Some("laptop"));
         assert_eq!(lease_label(" pi4 ").as_deref(), Some("pi4"));
-        for bad in ["", ".", "John's iPhone", "under_score", "-x", "ünïcode", ".hidden"] {
+        for bad in [
+            "",
+            ".",
+            "John's iPhone",
+            "under_score",
+            "-x",
+            "ünïcode",
+            ".hidden",
+        ] {
             assert_eq!(lease_label(bad), None, "{bad}");
         }
     }
@@ -190,12 +210,18 @@ mod tests {
         let mut names = LeaseNames::default();
         let now = 1000;
         assert!(names.replace(&[lease("10.0.0.2", Some("Laptop"), 2000)], now));
-        assert_eq!(names.live(now), vec![("laptop", "10.0.0.2".parse().unwrap())]);
+        assert_eq!(
+            names.live(now),
+            vec![("laptop", "10.0.0.2".parse().unwrap())]
+        );
         // A renewal only moves the expiry: nothing to rewrite.
         assert!(!names.replace(&[lease("10.0.0.2", Some("laptop"), 3000)], now));
         // No hostname, a bad one: no name, the bad one counted.
         assert!(names.replace(
-            &[lease("10.0.0.3", None, 3000), lease("10.0.0.4", Some("a b"), 3000)],
+            &[
+                lease("10.0.0.3", None, 3000),
+                lease("10.0.0.4", Some("a b"), 3000)
+            ],
             now
         ));
         assert_eq!(names.live(now), vec![]);
@@ -227,7 +253,11 @@ mod tests {
             ],
             1000,
         );
-        assert_eq!(names.live(1000).len(), 2, "an already expired lease gives no name");
+        assert_eq!(
+            names.live(1000).len(),
+            2,
+            "an already expired lease gives no name"
+        );
         assert!(!names.expire(1009));
         assert!(names.expire(1010));
         assert_eq!(names.live(1010), vec![("b", "10.0.0.3".parse().unwrap())]);

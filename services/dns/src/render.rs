@@ -128,7 +128,11 @@ pub fn static_hosts(config: &DnsConfig) -> String {
 /// records win). Returns the text and how many names it holds.
 pub fn lease_hosts(config: &DnsConfig, names: &[(&str, IpAddr)]) -> (String, usize) {
     let mut out = String::from("# DHCP clients, from /ntari/dhcp/leases\n");
-    let static_names: Vec<String> = config.hosts.iter().map(|h| config.qualify(&h.name)).collect();
+    let static_names: Vec<String> = config
+        .hosts
+        .iter()
+        .map(|h| config.qualify(&h.name))
+        .collect();
     let mut count = 0;
     for (label, ip) in names {
         let fqdn = config.qualify(label);
@@ -180,10 +184,16 @@ mod tests {
 
     fn config() -> DnsConfig {
         DnsConfig {
-            listen_addresses: vec!["192.168.50.1".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+            listen_addresses: vec![
+                "192.168.50.1".parse().unwrap(),
+                "127.0.0.1".parse().unwrap(),
+            ],
             interfaces: vec!["br-lan".into()],
             domain: "Coop.Lan".into(),
-            upstream_servers: vec!["9.9.9.9".parse().unwrap(), "[2620:fe::fe]:53".parse().unwrap()],
+            upstream_servers: vec![
+                "9.9.9.9".parse().unwrap(),
+                "[2620:fe::fe]:53".parse().unwrap(),
+            ],
             cache_size: 5000,
             negative_cache: false,
             dnssec: true,
@@ -246,7 +256,13 @@ mod tests {
     fn offline_defaults_render_no_server_and_no_optional_lines() {
         let conf = dnsmasq_conf(&DnsConfig::default(), &paths());
         assert!(!conf.contains("server="));
-        for absent in ["no-negcache", "dnssec", "log-queries", "\naddress=", "\ninterface="] {
+        for absent in [
+            "no-negcache",
+            "dnssec",
+            "log-queries",
+            "\naddress=",
+            "\ninterface=",
+        ] {
             assert!(!conf.contains(absent), "{absent} in\n{conf}");
         }
         assert!(conf.contains("local=/home.arpa/"));

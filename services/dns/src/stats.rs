@@ -344,7 +344,9 @@ mod tests {
     }
 
     fn take(stats: &mut DnsmasqStats, name: &str, strings: &[&str]) -> Result<(), String> {
-        let wire = answer(ResponseCode::NoError, name, strings).to_vec().unwrap();
+        let wire = answer(ResponseCode::NoError, name, strings)
+            .to_vec()
+            .unwrap();
         let records = answer_records(&Message::from_vec(&wire).unwrap())?;
         for (name, strings) in records {
             stats.record(&name, &strings)?;

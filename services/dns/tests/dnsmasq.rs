@@ -73,7 +73,11 @@ impl Instance {
 
     fn start(&self) -> Daemon {
         let cmd = self.dns.daemon_command(&self.config, &self.paths);
-        Daemon::spawn(&cmd.program, &cmd.args, &self.dir.path().join("dnsmasq.log"))
+        Daemon::spawn(
+            &cmd.program,
+            &cmd.args,
+            &self.dir.path().join("dnsmasq.log"),
+        )
     }
 
     fn log(&self) -> String {
@@ -169,7 +173,15 @@ fn free_port() -> u16 {
 /// `dig +short`, one try: the answer lines joined by spaces.
 fn dig(port: u16, name: &str) -> String {
     let out = std::process::Command::new("dig")
-        .args(["+short", "+time=1", "+tries=1", "-p", &port.to_string(), "@127.0.0.1", name])
+        .args([
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "-p",
+            &port.to_string(),
+            "@127.0.0.1",
+            name,
+        ])
         .output()
         .expect("dig (bind9-dnsutils, installed by ci/setup.sh)");
     String::from_utf8_lossy(&out.stdout)
@@ -209,7 +221,10 @@ impl Upstream {
         );
         let start = Instant::now();
         while dig(port, "www.up.example") != "10.1.1.1" {
-            assert!(start.elapsed() < Duration::from_secs(5), "upstream dnsmasq did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "upstream dnsmasq did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let upstream = Upstream {
@@ -251,7 +266,10 @@ fn coop_config(port: u16) -> DnsConfig {
     DnsConfig {
         port,
         domain: "coop.lan".into(),
-        hosts: vec![host("hub", "192.168.50.1"), host("nas.example.org", "192.168.50.9")],
+        hosts: vec![
+            host("hub", "192.168.50.1"),
+            host("nas.example.org", "192.168.50.9"),
+        ],
         wildcards: vec![Wildcard {
             domain: "apps.coop.lan".into(),
             addresses: vec!["192.168.50.2".parse().unwrap()],
@@ -274,13 +292,20 @@ fn lease_message(entries: &[(&str, &str, u64)]) -> String {
 }
 
 fn in_an_hour() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600
 }
 
 #[test]
 fn checker_accepts_rendered_configs() {
     let full = DnsConfig {
-        upstream_servers: vec!["9.9.9.9".parse().unwrap(), "[2620:fe::fe]:53".parse().unwrap()],
+        upstream_servers: vec![
+            "9.9.9.9".parse().unwrap(),
+            "[2620:fe::fe]:53".parse().unwrap(),
+        ],
         interfaces: vec!["lo".into()],
         negative_cache: false,
         dnssec: true,
@@ -362,7 +387,11 @@ async fn static_wildcard_and_forwarded_names_resolve() {
     let _dnsmasq = inst.start();
     inst.probe_ready().await;
     assert_eq!(inst.dig("hub.coop.lan"), "192.168.50.1");
-    assert_eq!(inst.dig("hub"), "192.168.50.1", "bare names of the local domain");
+    assert_eq!(
+        inst.dig("hub"),
+        "192.168.50.1",
+        "bare names of the local domain"
+    );
     assert_eq!(inst.dig("nas.example.org"), "192.168.50.9");
     assert_eq!(inst.dig("apps.coop.lan"), "192.168.50.2");
     assert_eq!(inst.dig("a.b.apps.coop.lan"), "192.168.50.2");
@@ -405,11 +434,18 @@ async fn lease_names_come_and_go_and_the_cache_stays() {
         ("192.168.50.24", "John's phone", in_an_hour()),
         ("192.168.50.25", "hub", in_an_hour()),
     ]);
-    assert_eq!(inst.dns.on_input(TOPIC, &message), Ok(Some(Reload::Watched)));
+    assert_eq!(
+        inst.dns.on_input(TOPIC, &message),
+        Ok(Some(Reload::Watched))
+    );
     inst.write_files();
     inst.dig_until("laptop.coop.lan", "192.168.50.23");
     assert_eq!(inst.dig("laptop"), "192.168.50.23");
-    assert_eq!(inst.dig("hub.coop.lan"), "192.168.50.1", "static records win");
+    assert_eq!(
+        inst.dig("hub.coop.lan"),
+        "192.168.50.1",
+        "static records win"
+    );
     let report = inst.probe_ready().await;
     assert_eq!(report.detail["names"]["leases"], 1);
     assert_eq!(report.detail["names"]["invalid_hostnames"], 1);
@@ -430,6 +466,14 @@ async fn lease_names_come_and_go_and_the_cache_stays() {
     // All along, dnsmasq kept running and kept its cache: the forwarded
     // name is still answered from it, the upstream asked only once.
     assert_eq!(inst.dig("www.up.example"), "10.1.1.1");
-    assert_eq!(upstream.queries_for("www.up.example"), 1, "the cache was dropped");
-    assert!(kill(dnsmasq.pid(), None).is_ok(), "dnsmasq exited:\n{}", inst.log());
+    assert_eq!(
+        upstream.queries_for("www.up.example"),
+        1,
+        "the cache was dropped"
+    );
+    assert!(
+        kill(dnsmasq.pid(), None).is_ok(),
+        "dnsmasq exited:\n{}",
+        inst.log()
+    );
 }
