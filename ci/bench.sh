@@ -19,4 +19,4 @@ cargo build --quiet --release -p ntari-ntp
 echo
 echo "== ntari-dns (release) against a plain dnsmasq with the same files"
 cargo build --quiet --release -p ntari-dns
-.venv/bin/python tests/interop/bench_dns.py --binary target/release/ntari-dns --rounds 3 --seconds 5 --cpu-window 30
+.venv/bin/python tests/interop/bench_dns.py --binary target/release/ntari-dns --rounds 6 --seconds 5 --cpu-window 30

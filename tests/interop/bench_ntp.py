@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,25 +37,12 @@ os.environ["CYCLONEDDS_URI"] = "file://" + str(HERE.parent / "cyclonedds-loopbac
 sys.path.insert(0, str(HERE))
 
 from bench_example import Node, has_symtab, pick_domain_id, row  # noqa: E402
+from helpers import free_port, log_time  # noqa: E402
 from rosgraph import Graph  # noqa: E402
 from ros_types import Bool, String, T  # noqa: E402
 
 MIB = 1024 * 1024
 CHRONYD = "/usr/sbin/chronyd"
-
-
-def free_port(kind=socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def log_time(log: Path, needle: str):
-    """Wall-clock time of the first node log line containing ``needle``."""
-    for line in log.read_text(errors="replace").splitlines():
-        if needle in line:
-            return datetime.fromisoformat(line.split()[0].rstrip("Z") + "+00:00").timestamp()
-    return None
 
 
 def children_cpu_ticks(pid: int) -> int:

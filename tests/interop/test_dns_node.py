@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_binary
+from helpers import envelope, free_dns_port, free_port, pid_alive, wait_health, wait_status, wait_until
 from rosgraph import Graph, ros_qos
 from ros_types import S, T, Bool, String
 
@@ -53,53 +54,11 @@ NAME_DELAY = 3.0                          # "within about a second", with slack
 # Helpers
 # ---------------------------------------------------------------------------
 
-def free_dns_port() -> int:
-    """A loopback port free for both UDP and TCP (dnsmasq binds both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP")
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:   # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def is_dnsmasq(pid: int) -> bool:
     try:
         return pid_alive(pid) and Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq"
     except FileNotFoundError:
         return False
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def dig(port: int, name: str, qtype: str = "A"):
@@ -278,7 +237,7 @@ def dns_node(public_dir, launch, graph):
         port = port or free_dns_port()
         cfg = node_dir / "dns.toml"
         cfg.write_text(config if config is not None else dns_toml(port))
-        metrics_port = free_tcp_port()
+        metrics_port = free_port(socket.SOCK_STREAM)
         health = graph.subscribe(HEALTH, Bool)
         status = graph.subscribe(STATUS, String)
         lc = graph.lifecycle_client(NODE)
@@ -298,18 +257,6 @@ def dns_node(public_dir, launch, graph):
 @pytest.fixture
 def leases(graph):
     return LeasePublisher(graph)
-
-
-def envelope(sample):
-    return json.loads(sample.data)
-
-
-def wait_status(node, predicate, timeout, what):
-    return envelope(node.status.wait_for(lambda s: predicate(envelope(s)["payload"]), timeout=timeout, what=what))
-
-
-def wait_health(node, value, timeout, what=None):
-    return node.health.wait_for(lambda s: s.data is value, timeout=timeout, what=what or f"health={value}")
 
 
 def latest_payload(node):
@@ -351,6 +298,8 @@ def test_autostart_resolves_static_wildcard_and_forwarded_names(dns_node, upstre
     assert payload["daemon"]["name"] == "dnsmasq" and is_dnsmasq(payload["daemon"]["pid"])
     assert (payload["daemon"]["version"] or "").startswith("Dnsmasq version"), payload["daemon"]
     assert lease_input(payload) == {"accepted": 0, "rejected": 0, "last_error": None}, payload["inputs"]
+    assert isinstance(payload["detail"], dict) and payload["detail"], "no probe detail in status"
+    assert payload["last_error"] is None
     # A signed envelope, as for every service.
     assert env["issuer"].startswith("did:key:z6Mk") and len(env["signature"]) == 128
     assert resolve(port, f"hub.{DOMAIN}") == [HUB[1]]

@@ -7,7 +7,6 @@ node manages, whose only server is the upstream. Every chronyd runs with -x
 the graph exactly as `ros2 lifecycle` / `ros2 topic echo` would.
 """
 
-import json
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_binary
+from helpers import free_port, pid_alive, wait_health, wait_status, wait_until
 from ros_types import S, T, Bool, DiagnosticArray, DiagnosticStatus, String
 
 NODE = "/ntari/ntari_ntp_node"
@@ -27,34 +27,6 @@ HEALTH = "/ntari/ntp/health"
 STATUS = "/ntari/ntp/status"
 CHRONYD = "/usr/sbin/chronyd"
 READY_TIMEOUT = 20.0
-
-
-def free_port(kind=socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def node_toml(upstream_port: int, serve_port: int, extra: str = "") -> str:
@@ -110,18 +82,6 @@ def ntp_node(launch, graph, tmp_path, upstream):
                                metrics_port=metrics_port, dir=node_dir)
 
     return _start
-
-
-def envelope(sample):
-    return json.loads(sample.data)
-
-
-def wait_status(node, predicate, timeout, what):
-    return envelope(node.status.wait_for(lambda s: predicate(envelope(s)["payload"]), timeout=timeout, what=what))
-
-
-def wait_health(node, value, timeout, what=None):
-    return node.health.wait_for(lambda s: s.data is value, timeout=timeout, what=what or f"health={value}")
 
 
 def daemon_pid(node) -> int:

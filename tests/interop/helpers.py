@@ -1,0 +1,76 @@
+"""Small helpers the service-node tests and benchmarks share: free loopback
+ports, process liveness, bounded waits, and reading a node's log and status.
+"""
+
+import json
+import os
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    """A loopback port free right now for ``kind`` (UDP by default)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_dns_port() -> int:
+    """A loopback port free for both UDP and TCP (dnsmasq binds both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(cond, timeout, what):
+    """Polls ``cond`` every 50 ms; its first truthy value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def log_time(log: Path, needle: str):
+    """Wall-clock time of the first node log line containing ``needle``."""
+    for line in log.read_text(errors="replace").splitlines():
+        if needle in line:
+            return datetime.fromisoformat(line.split()[0].rstrip("Z") + "+00:00").timestamp()
+    return None
+
+
+def envelope(sample):
+    """A /ntari/<svc>/status sample's signed envelope, as a dict."""
+    return json.loads(sample.data)
+
+
+def wait_status(node, predicate, timeout, what):
+    """The first status envelope (from ``node.status``) whose payload matches."""
+    return envelope(node.status.wait_for(lambda s: predicate(envelope(s)["payload"]), timeout=timeout, what=what))
+
+
+def wait_health(node, value, timeout, what=None):
+    return node.health.wait_for(lambda s: s.data is value, timeout=timeout, what=what or f"health={value}")
