@@ -49,9 +49,14 @@ fn unix_now(now: SystemTime) -> u64 {
 }
 
 impl Dns {
-    /// `hosts.d/leases` as it is now, and how many names it holds.
-    fn lease_hosts(&self, config: &DnsConfig) -> (String, usize) {
+    /// `hosts.d/leases` as it is now.
+    fn lease_hosts(&self, config: &DnsConfig) -> String {
         render::lease_hosts(config, &self.leases.live(unix_now(SystemTime::now())))
+    }
+
+    /// How many lease names `hosts.d/leases` holds now.
+    fn lease_name_count(&self, config: &DnsConfig) -> usize {
+        render::lease_entries(config, &self.leases.live(unix_now(SystemTime::now()))).len()
     }
 }
 
@@ -98,7 +103,7 @@ impl Service for Dns {
             },
             RenderedFile {
                 name: render::LEASE_HOSTS.to_string(),
-                contents: self.lease_hosts(config).0,
+                contents: self.lease_hosts(config),
                 mode: 0o644,
             },
         ]
@@ -156,7 +161,7 @@ impl Service for Dns {
         _paths: &Paths,
     ) -> impl Future<Output = Result<ProbeReport, String>> + Send {
         let target = config.probe_target();
-        let lease_names = self.lease_hosts(config).1;
+        let lease_names = self.lease_name_count(config);
         let static_names = config.hosts.len();
         let invalid = self.leases.invalid();
         let mode = if config.offline() {

@@ -84,8 +84,9 @@ impl LeaseNames {
         self.by_label.clear();
         self.invalid = 0;
         for lease in leases {
-            let Some(hostname) = &lease.hostname else {
-                continue; // the client sent no name: nothing to publish
+            // No name, or an empty one (how some servers record "none").
+            let Some(hostname) = lease.hostname.as_deref().filter(|h| !h.trim().is_empty()) else {
+                continue;
             };
             let Some(label) = lease_label(hostname) else {
                 self.invalid += 1;

@@ -123,26 +123,32 @@ pub fn static_hosts(config: &DnsConfig) -> String {
     out
 }
 
-/// `hosts.d/leases`: one line per lease name, `<ip> <label>.<domain>
-/// <label>`, leaving out names a `[[hosts]]` entry already defines (static
-/// records win). Returns the text and how many names it holds.
-pub fn lease_hosts(config: &DnsConfig, names: &[(&str, IpAddr)]) -> (String, usize) {
-    let mut out = String::from("# DHCP clients, from /ntari/dhcp/leases\n");
+/// The lease names that go into `hosts.d/leases`: `(fqdn, label, ip)`,
+/// leaving out names a `[[hosts]]` entry already defines (static records
+/// win).
+pub fn lease_entries<'a>(
+    config: &DnsConfig,
+    names: &[(&'a str, IpAddr)],
+) -> Vec<(String, &'a str, IpAddr)> {
     let static_names: Vec<String> = config
         .hosts
         .iter()
         .map(|h| config.qualify(&h.name))
         .collect();
-    let mut count = 0;
-    for (label, ip) in names {
-        let fqdn = config.qualify(label);
-        if static_names.contains(&fqdn) {
-            continue;
-        }
-        hosts_line(&mut out, *ip, &[&fqdn, label]);
-        count += 1;
+    names
+        .iter()
+        .map(|&(label, ip)| (config.qualify(label), label, ip))
+        .filter(|(fqdn, _, _)| !static_names.contains(fqdn))
+        .collect()
+}
+
+/// `hosts.d/leases`: one line per lease name, `<ip> <label>.<domain> <label>`.
+pub fn lease_hosts(config: &DnsConfig, names: &[(&str, IpAddr)]) -> String {
+    let mut out = String::from("# DHCP clients, from /ntari/dhcp/leases\n");
+    for (fqdn, label, ip) in lease_entries(config, names) {
+        hosts_line(&mut out, ip, &[&fqdn, label]);
     }
-    (out, count)
+    out
 }
 
 /// The label of `fqdn` if it is directly under the local domain.
@@ -285,11 +291,10 @@ mod tests {
             ("hub", "192.168.50.77".parse().unwrap()),
             ("laptop", "192.168.50.23".parse().unwrap()),
         ];
-        let (text, count) = lease_hosts(&config(), &names);
         assert_eq!(
-            text,
+            lease_hosts(&config(), &names),
             "# DHCP clients, from /ntari/dhcp/leases\n192.168.50.23 laptop.coop.lan laptop\n"
         );
-        assert_eq!(count, 1);
+        assert_eq!(lease_entries(&config(), &names).len(), 1);
     }
 }
