@@ -43,7 +43,7 @@ def dns_demo(graph: Graph, port: int) -> bool:
         print(dig(port, name) or "(no answer)")
     expiry = int(time.time()) + 3600
     lease = {"ip": "127.0.0.23", "mac": "52:54:00:12:34:56", "hostname": "laptop", "expiry": expiry}
-    message = {"version": 1, "event": "granted", "lease": lease, "leases": [lease]}
+    message = {"version": 1, "snapshot": False, "events": [dict(lease, event="granted")], "leases": [lease]}
     say("ros2 topic pub --once --qos-durability transient_local --qos-depth 1 /ntari/dhcp/leases "
         f"std_msgs/msg/String \"data: '{json.dumps(message)}'\"   # what ntari-dhcp publishes")
     writer = graph.publisher("/ntari/dhcp/leases", String, ros_qos(1, transient_local=True))

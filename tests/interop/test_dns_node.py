@@ -133,10 +133,11 @@ class LeasePublisher:
         self.writer = graph.publisher(LEASES, String, ros_qos(1, transient_local=True))
 
     def publish(self, event: str, leases, about=None) -> None:
-        msg = {"version": 1, "event": event}
+        """``event`` ("snapshot" or what happened to ``about``); ``leases``
+        is the whole table afterwards (docs/schemas.md)."""
+        msg = {"version": 1, "snapshot": event == "snapshot", "events": [], "leases": list(leases)}
         if about is not None:
-            msg["lease"] = about
-        msg["leases"] = list(leases)
+            msg["events"] = [dict(about, event=event)]
         self.raw(json.dumps(msg))
 
     def raw(self, text: str) -> None:

@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(dns.on_input(leases::TOPIC, &first), Ok(None));
 
         let err = dns.on_input(leases::TOPIC, "{\"version\":1}").unwrap_err();
-        assert!(err.contains("event"), "{err}");
+        assert!(err.contains("leases"), "{err}");
         assert!(
             lease_file(&dns, &config).contains("laptop.coop.lan"),
             "a bad message leaves the names alone"
