@@ -41,7 +41,7 @@ use crate::metrics::{self, Metrics};
 use crate::msg::builtin_interfaces::Time;
 use crate::msg::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msg::std_msgs::{Bool, Header, StringMsg};
-use crate::service::{Input, Paths, ProbeReport, Reload, RenderedFile, Service};
+use crate::service::{Input, Paths, ProbeReport, Publication, Reload, RenderedFile, Service};
 use crate::signing::NodeKey;
 use crate::supervisor::{Daemon, DaemonStatus, Supervisor};
 
@@ -58,6 +58,8 @@ pub struct Timing {
     pub crash_loop_window: Duration,
     pub crash_loop_exits: usize,
     pub status_interval: Duration,
+    /// How often [`Service::refresh`] runs (services with outputs only).
+    pub refresh_interval: Duration,
 }
 
 impl Default for Timing {
@@ -72,6 +74,7 @@ impl Default for Timing {
             crash_loop_window: Duration::from_secs(60),
             crash_loop_exits: 5,
             status_interval: Duration::from_secs(10),
+            refresh_interval: Duration::from_millis(250),
         }
     }
 }
@@ -206,8 +209,8 @@ fn paths_for<S: Service>(args: &NodeArgs) -> Paths {
 
 /// Runs the daemon's own checker; its output is the error message.
 async fn run_check(command: &crate::service::Command) -> Result<(), String> {
-    let output = tokio::process::Command::new(&command.program)
-        .args(&command.args)
+    let output = command
+        .to_tokio()
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -239,7 +242,7 @@ async fn render_checked<S: Service>(
     service: &S,
     config: &S::Config,
     paths: &Paths,
-) -> Result<Vec<RenderedFile>, String> {
+) -> Result<Rendered, String> {
     let files = service.render(config, paths);
     let previous = write_rendered(&paths.run_dir, &files)?;
     if let Some(check) = service.check_command(config, paths) {
@@ -248,7 +251,15 @@ async fn render_checked<S: Service>(
             return Err(e);
         }
     }
-    Ok(files)
+    Ok(Rendered { files, previous })
+}
+
+/// Files just written, and what they replaced, so a daemon that refuses
+/// them live ([`Reload::Live`]) can get the old ones back.
+#[derive(Debug)]
+struct Rendered {
+    files: Vec<RenderedFile>,
+    previous: Vec<PreviousFile>,
 }
 
 /// A file's contents (None: it did not exist) and mode before a render.
@@ -417,10 +428,12 @@ impl<S: Service> ServiceHost<S> {
         self.last_good_probe = None;
     }
 
-    /// Brings a running daemon up to date with files just rendered.
-    async fn apply_to_daemon(&mut self, how: Reload) {
+    /// Brings a running daemon up to date with files just rendered for
+    /// `self.config`. An error means the daemon refused them live and runs
+    /// as before; the caller rolls the files back.
+    async fn apply_to_daemon(&mut self, how: Reload) -> Result<(), String> {
         if !self.daemon_running() {
-            return; // the next start reads the new files
+            return Ok(()); // the next start reads the new files
         }
         match how {
             Reload::Watched => {}
@@ -429,14 +442,22 @@ impl<S: Service> ServiceHost<S> {
                     d.hangup();
                 }
             }
+            Reload::Live => {
+                if let Some(config) = &self.config {
+                    self.service.apply_live(config, &self.paths).await?;
+                }
+            }
             Reload::Restart => {
                 self.stop_daemon().await;
                 if let Err(e) = self.start_daemon() {
+                    // Nothing runs to roll back to; the event loop's
+                    // restart backoff takes over.
                     tracing::error!("restart with the new files failed: {e}");
                     self.last_error = Some(format!("restart with the new files failed: {e}"));
                 }
             }
         }
+        Ok(())
     }
 
     /// A sample on input `index`: the service updates its state; if the
@@ -459,6 +480,20 @@ impl<S: Service> ServiceHost<S> {
         }
     }
 
+    /// What the service wants published now ([`Service::refresh`]).
+    async fn refresh(&mut self) -> Vec<Publication> {
+        let ServiceHost {
+            service,
+            config,
+            paths,
+            ..
+        } = self;
+        match config {
+            Some(config) => service.refresh(config, paths).await,
+            None => Vec::new(),
+        }
+    }
+
     /// Renders the current config with the service's current state (a
     /// changed input, a lease that expired) and applies it when `active`.
     /// Unconfigured: nothing to do, configure renders with the state then.
@@ -466,38 +501,43 @@ impl<S: Service> ServiceHost<S> {
         let Some(config) = self.config.clone() else {
             return;
         };
-        match render_checked(&self.service, &config, &self.paths).await {
-            Ok(files) => self.rendered = files,
+        let rendered = match render_checked(&self.service, &config, &self.paths).await {
+            Ok(rendered) => rendered,
             Err(e) => {
                 // The previous files were restored; the daemon keeps them.
                 tracing::error!("re-render after an input change refused: {e}");
                 return;
             }
-        }
+        };
         if active {
-            self.apply_to_daemon(how).await;
+            if let Err(e) = self.apply_to_daemon(how).await {
+                tracing::error!("{} refused the re-rendered files: {e}", S::DAEMON);
+                restore_rendered(rendered.previous);
+                return;
+            }
         }
+        self.rendered = rendered.files;
     }
 
     /// Configure minus the lifecycle: load, validate, render, check.
-    async fn load_and_render(&mut self) -> Result<(S::Config, Vec<RenderedFile>), String> {
+    async fn load_and_render(&mut self) -> Result<(S::Config, Rendered), String> {
         let config = config::load_service_config(&self.service, &self.paths.config)
             .map_err(|e| e.to_string())?;
         for dir in [&self.paths.run_dir, &self.paths.state_dir] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let files = render_checked(&self.service, &config, &self.paths).await?;
-        Ok((config, files))
+        let rendered = render_checked(&self.service, &config, &self.paths).await?;
+        Ok((config, rendered))
     }
 }
 
 impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
     async fn on_configure(&mut self) -> CallbackResult {
         match self.load_and_render().await {
-            Ok((config, files)) => {
+            Ok((config, rendered)) => {
                 self.config = Some(config);
-                self.rendered = files;
+                self.rendered = rendered.files;
                 if self.version.is_none() {
                     if let Some(cmd) = self.service.version_command() {
                         self.version = daemon_version(&cmd).await;
@@ -589,8 +629,8 @@ impl<S: Service> ServiceHost<S> {
 async fn daemon_version(command: &crate::service::Command) -> Option<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::process::Command::new(&command.program)
-            .args(&command.args)
+        command
+            .to_tokio()
             .kill_on_drop(true)
             .output(),
     )
@@ -613,6 +653,8 @@ struct Outputs {
     health: Publisher<Bool>,
     status: Publisher<StringMsg>,
     diagnostics: Publisher<DiagnosticArray>,
+    /// The service's own topics ([`Service::outputs`]).
+    service: Vec<(&'static str, Publisher<StringMsg>)>,
     last_health: Option<bool>,
     last_status: Option<Value>,
 }
@@ -663,6 +705,18 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         health: node.create_publisher(&format!("/ntari/{}/health", S::NAME), qos::DEFAULT)?,
         status: node.create_publisher(&format!("/ntari/{}/status", S::NAME), qos::DEFAULT)?,
         diagnostics: node.create_publisher("/diagnostics", qos::DEFAULT)?,
+        service: service
+            .outputs()
+            .iter()
+            .map(|output| {
+                let qos = if output.latched {
+                    qos::LATCHED
+                } else {
+                    qos::DEFAULT
+                };
+                Ok((output.topic, node.create_publisher(output.topic, qos)?))
+            })
+            .collect::<anyhow::Result<_>>()?,
         last_health: None,
         last_status: None,
     };
@@ -804,7 +858,14 @@ async fn serve<S: Service>(
     let mut health_tick = tokio::time::interval(Duration::from_secs(1));
     let mut probe_tick = tokio::time::interval(timing.probe_interval);
     let mut status_tick = tokio::time::interval(timing.status_interval);
-    for tick in [&mut health_tick, &mut probe_tick, &mut status_tick] {
+    let mut refresh_tick = tokio::time::interval(timing.refresh_interval);
+    let has_outputs = !outputs.service.is_empty();
+    for tick in [
+        &mut health_tick,
+        &mut probe_tick,
+        &mut status_tick,
+        &mut refresh_tick,
+    ] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     // When set, the daemon is down and will be started again at this time.
@@ -828,6 +889,7 @@ async fn serve<S: Service>(
             Status,
             Reload,
             Input(usize, StringMsg),
+            Refresh,
             Stop,
         }
         let event = tokio::select! {
@@ -841,6 +903,7 @@ async fn serve<S: Service>(
             _ = status_tick.tick() => Event::Status,
             _ = sighup.recv() => Event::Reload,
             (index, message) = next_input(inputs) => Event::Input(index, message),
+            _ = refresh_tick.tick(), if has_outputs => Event::Refresh,
             _ = sigterm.recv() => Event::Stop,
             _ = sigint.recv() => Event::Stop,
         };
@@ -913,6 +976,13 @@ async fn serve<S: Service>(
             }
             Event::Status => force_publish = true,
             Event::Reload => reload(lifecycle).await,
+            Event::Refresh => {
+                if lifecycle.state() == State::Active && lifecycle.callbacks().daemon_running() {
+                    for publication in lifecycle.callbacks_mut().refresh().await {
+                        publish_document(outputs, publication);
+                    }
+                }
+            }
             Event::Input(index, message) => {
                 let active = lifecycle.state() == State::Active;
                 lifecycle
@@ -988,7 +1058,7 @@ async fn reload<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>) {
         tracing::info!("SIGHUP while unconfigured: nothing to reload (configure reads the file)");
         return;
     };
-    let (new, files) = match host.load_and_render().await {
+    let (new, rendered) = match host.load_and_render().await {
         Ok(loaded) => loaded,
         Err(e) => {
             let message = format!("reload refused, the running daemon is untouched: {e}");
@@ -1004,17 +1074,46 @@ async fn reload<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>) {
     }
     let how = host.service.reload(&old, &new);
     host.config = Some(new);
-    host.rendered = files;
     if state != State::Active {
+        host.rendered = rendered.files;
         tracing::info!("SIGHUP: new config will be used at the next activate");
         return;
     }
     match how {
         Reload::Sighup => tracing::info!("SIGHUP: {} asked to re-read its files", S::DAEMON),
         Reload::Watched => tracing::info!("SIGHUP: {} picks up the new files itself", S::DAEMON),
+        Reload::Live => tracing::info!("SIGHUP: {} gets the new config live", S::DAEMON),
         Reload::Restart => tracing::info!("SIGHUP: restarting {} with the new config", S::DAEMON),
     }
-    host.apply_to_daemon(how).await;
+    match host.apply_to_daemon(how).await {
+        Ok(()) => host.rendered = rendered.files,
+        Err(e) => {
+            restore_rendered(rendered.previous);
+            host.config = Some(old);
+            let message = format!(
+                "reload refused by {}, which keeps running its previous config: {e}",
+                S::DAEMON
+            );
+            tracing::error!("{message}");
+            host.last_error = Some(message);
+        }
+    }
+}
+
+fn publish_document(outputs: &Outputs, publication: Publication) {
+    let Some((_, publisher)) = outputs
+        .service
+        .iter()
+        .find(|(topic, _)| *topic == publication.topic)
+    else {
+        tracing::error!(topic = publication.topic, "the service published on a topic it did not declare");
+        return;
+    };
+    if let Err(e) = publisher.publish(&StringMsg {
+        data: publication.json,
+    }) {
+        tracing::warn!(topic = publication.topic, error = %e, "could not publish");
+    }
 }
 
 fn healthy<S: Service>(lifecycle: &LifecycleNode<ServiceHost<S>>) -> bool {
@@ -1238,8 +1337,20 @@ mod tests {
             if data.is_empty() {
                 return Err("an empty word".into());
             }
+            // "live:x" is applied live, and refused live if x is "refuse".
+            if let Some(word) = data.strip_prefix("live:") {
+                self.heard = word.to_string();
+                return Ok(Some(Reload::Live));
+            }
             self.heard = data.to_string();
             Ok(Some(Reload::Watched))
+        }
+        async fn apply_live(&self, _config: &PickyConfig, _paths: &Paths) -> Result<(), String> {
+            if self.heard == "refuse" {
+                Err("refused live".into())
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -1367,5 +1478,25 @@ mod tests {
         std::fs::write(&host.paths.config, "word = \"good again\"\n").unwrap();
         host.load_and_render().await.unwrap();
         assert_ne!(std::fs::metadata(&rendered).unwrap().ino(), inode);
+    }
+
+    #[tokio::test]
+    async fn a_live_refusal_rolls_the_files_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let rendered = dir.path().join("run/daemon.conf");
+        std::fs::write(&host.paths.config, "word = \"good\"\n").unwrap();
+        assert_eq!(host.on_configure().await, CallbackResult::Success);
+        host.start_daemon().unwrap();
+
+        host.take_input(0, "/picky/word", "live:-ok", true).await;
+        assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good-ok");
+        host.take_input(0, "/picky/word", "live:refuse", true).await;
+        assert_eq!(
+            std::fs::read_to_string(&rendered).unwrap(),
+            "good-ok",
+            "files the daemon refused live are rolled back"
+        );
+        host.stop_daemon().await;
     }
 }

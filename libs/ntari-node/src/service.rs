@@ -27,11 +27,14 @@ pub struct Paths {
     pub run_dir: PathBuf,
 }
 
-/// A program and its arguments, run without a shell.
+/// A program, its arguments and extra environment, run without a shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     pub program: String,
     pub args: Vec<String>,
+    /// Added to the node's environment (Kea reads its pid and lock file
+    /// directories from `KEA_PIDFILE_DIR` / `KEA_LOCKFILE_DIR`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Command {
@@ -42,13 +45,28 @@ impl Command {
         Command {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
         }
     }
 
-    /// `program arg arg …`, for log lines and error messages.
+    /// The same command with `key=value` in its environment.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Applies program, arguments and environment to a tokio command.
+    pub fn to_tokio(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.program);
+        command.args(&self.args).envs(self.env.iter().cloned());
+        command
+    }
+
+    /// `KEY=value program arg arg …`, for log lines and error messages.
     pub fn display(&self) -> String {
-        std::iter::once(self.program.as_str())
-            .chain(self.args.iter().map(String::as_str))
+        let env = self.env.iter().map(|(k, v)| format!("{k}={v}"));
+        env.chain(std::iter::once(self.program.clone()))
+            .chain(self.args.iter().cloned())
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -114,10 +132,35 @@ pub enum Reload {
     Restart,
     /// The daemon re-reads its files on SIGHUP.
     Sighup,
+    /// The service applies the new files itself, over the daemon's control
+    /// channel ([`Service::apply_live`]: Kea's `config-test` then
+    /// `config-reload`), without a restart. If that fails, the files are
+    /// rolled back and the daemon keeps what it runs.
+    Live,
     /// The daemon watches the changed files itself (dnsmasq's `--hostsdir`
     /// uses inotify): writing them is all it takes, and nothing the daemon
     /// holds in memory (a cache) is lost.
     Watched,
+}
+
+/// A topic the service publishes JSON documents on (std_msgs/msg/String),
+/// e.g. `/ntari/dhcp/leases` for dhcp. Created at start-up; filled by
+/// [`Service::refresh`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    /// Fully qualified ROS topic name.
+    pub topic: &'static str,
+    /// Transient-local with a history of one: a late subscriber gets the
+    /// last document. Use it when each document is the whole state.
+    pub latched: bool,
+}
+
+/// One document to publish on an [`Output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// One of the service's [`Output`] topics.
+    pub topic: &'static str,
+    pub json: String,
 }
 
 /// A topic whose data the service takes from the graph: std_msgs/msg/String
@@ -233,5 +276,35 @@ pub trait Service: Send + Sync + 'static {
     fn on_tick(&mut self, now: SystemTime) -> Option<Reload> {
         let _ = now;
         None
+    }
+
+    /// Applies the rendered files to the running daemon without a restart,
+    /// for [`Reload::Live`]. An error leaves the daemon as it was; the
+    /// runtime then rolls the files back and reports the message.
+    fn apply_live(
+        &self,
+        config: &Self::Config,
+        paths: &Paths,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = (config, paths);
+        async { Err("this service cannot apply a config live".to_string()) }
+    }
+
+    /// The topics this service publishes on; none by default.
+    fn outputs(&self) -> &'static [Output] {
+        &[]
+    }
+
+    /// Called about every quarter second while Active and the daemon runs,
+    /// if the service has [`Service::outputs`]: what to publish now (the
+    /// lease changes Kea wrote since the last call). Keep it cheap when
+    /// nothing changed; it runs on the node's one event loop.
+    fn refresh<'a>(
+        &'a mut self,
+        config: &'a Self::Config,
+        paths: &'a Paths,
+    ) -> impl Future<Output = Vec<Publication>> + Send + 'a {
+        let _ = (config, paths);
+        async { Vec::new() }
     }
 }

@@ -136,6 +136,7 @@ impl Supervisor {
             tokio::process::Command::new(&command.program)
         };
         cmd.args(&command.args)
+            .envs(command.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
