@@ -383,8 +383,13 @@ impl<S: Service> ServiceHost<S> {
         self.probe_logged(false).await
     }
 
-    /// `: <the daemon's last output line>`, or nothing.
-    fn last_words(&self) -> String {
+    /// `: <the daemon's last output line>` when it exited by itself (its
+    /// last words are then usually the reason); nothing when a signal
+    /// killed it, or it said nothing.
+    fn last_words(&self, exit: &str) -> String {
+        if !exit.starts_with("exit status") {
+            return String::new();
+        }
         self.supervisor
             .last_words()
             .map(|w| format!(": {}", w.trim()))
@@ -561,10 +566,10 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
             if !self.daemon_running() {
                 let exit = self.supervisor.status().last_exit.unwrap_or_default();
                 self.stop_daemon().await;
+                let words = self.last_words(&exit);
                 return self.fail(format!(
-                    "activate failed: {} exited during start-up ({exit}){}",
-                    S::DAEMON,
-                    self.last_words()
+                    "activate failed: {} exited during start-up ({exit}){words}",
+                    S::DAEMON
                 ));
             }
             if self.probe_logged(true).await {
@@ -629,10 +634,7 @@ impl<S: Service> ServiceHost<S> {
 async fn daemon_version(command: &crate::service::Command) -> Option<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(5),
-        command
-            .to_tokio()
-            .kill_on_drop(true)
-            .output(),
+        command.to_tokio().kill_on_drop(true).output(),
     )
     .await
     .ok()?
@@ -1010,11 +1012,8 @@ async fn on_daemon_exit<S: Service>(
     backoff: Duration,
 ) -> Option<Duration> {
     let host = lifecycle.callbacks_mut();
-    let exit = format!(
-        "{}{}",
-        status.last_exit.clone().unwrap_or_default(),
-        host.last_words()
-    );
+    let exit = status.last_exit.clone().unwrap_or_default();
+    let exit = format!("{exit}{}", host.last_words(&exit));
     let now = Instant::now();
     host.recent_exits.push_back(now);
     while host
@@ -1106,7 +1105,10 @@ fn publish_document(outputs: &Outputs, publication: Publication) {
         .iter()
         .find(|(topic, _)| *topic == publication.topic)
     else {
-        tracing::error!(topic = publication.topic, "the service published on a topic it did not declare");
+        tracing::error!(
+            topic = publication.topic,
+            "the service published on a topic it did not declare"
+        );
         return;
     };
     if let Err(e) = publisher.publish(&StringMsg {
