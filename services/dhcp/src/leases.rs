@@ -282,7 +282,7 @@ impl LeaseTracker {
         }
         let due = self
             .last_published
-            .is_none_or(|t| now.duration_since(t) >= MIN_PUBLISH_INTERVAL);
+            .map_or(true, |t| now.duration_since(t) >= MIN_PUBLISH_INTERVAL);
         if self.pending.is_empty() || !due {
             return None;
         }

@@ -223,38 +223,29 @@ impl Service for Dhcp {
 
     /// The first call (Kea answering) publishes the snapshot, later ones
     /// the events Kea wrote to its lease file since.
-    fn refresh<'a>(
-        &'a mut self,
-        _config: &'a DhcpConfig,
-        paths: &'a Paths,
-    ) -> impl Future<Output = Vec<Publication>> + Send + 'a {
-        async move {
-            let message = if self.leases.synced() {
-                self.leases.follow(Instant::now())
-            } else {
-                let socket = render::control_socket(paths);
-                match self.leases.sync(&socket, &render::lease_file(paths)).await {
-                    Ok(snapshot) => {
-                        tracing::info!(
-                            leases = snapshot.leases.len(),
-                            "publishing the lease table"
-                        );
-                        Some(snapshot)
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no lease snapshot yet");
-                        None
-                    }
+    async fn refresh(&mut self, _config: &DhcpConfig, paths: &Paths) -> Vec<Publication> {
+        let message = if self.leases.synced() {
+            self.leases.follow(Instant::now())
+        } else {
+            let socket = render::control_socket(paths);
+            match self.leases.sync(&socket, &render::lease_file(paths)).await {
+                Ok(snapshot) => {
+                    tracing::info!(leases = snapshot.leases.len(), "publishing the lease table");
+                    Some(snapshot)
                 }
-            };
-            message
-                .map(|m| Publication {
-                    topic: TOPIC,
-                    json: m.to_json(),
-                })
-                .into_iter()
-                .collect()
-        }
+                Err(e) => {
+                    tracing::debug!(error = %e, "no lease snapshot yet");
+                    None
+                }
+            }
+        };
+        message
+            .map(|m| Publication {
+                topic: TOPIC,
+                json: m.to_json(),
+            })
+            .into_iter()
+            .collect()
     }
 }
 
