@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 # provides setpriv (daemons die with their node), chrony is ntari-ntp's daemon,
 # dnsmasq-base ntari-dns's (the binary only: package dnsmasq would also start
 # a system-wide resolver on port 53), bind9-dnsutils gives dig to the tests
-# and dnsperf to the benchmark.
+# and dnsperf to the benchmark; kea-dhcp4-server is ntari-dhcp's daemon (with
+# the lease_cmds hook), kea-admin brings perfdhcp, udhcpc (busybox) is the
+# DHCP client of the tests.
 apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux
-  chrony dnsmasq-base bind9-dnsutils dnsperf)
+  chrony dnsmasq-base bind9-dnsutils dnsperf kea-dhcp4-server kea-admin udhcpc)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
