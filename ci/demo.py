@@ -5,15 +5,21 @@ rosgraph) stands in for `ros2`, which cannot run here; each step prints the
 ros2 command it stands for and what that command would show.
 
     demo.py <node fqn> <health topic> [<status topic>] [--dns-port PORT]
+            [--dhcp-netns NS --dhcp-iface IFACE]
+    demo.py --together DNS_PORT NS IFACE
     (ROS_DOMAIN_ID, CYCLONEDDS_URI from env)
 
 With --dns-port (ntari-dns, examples/dns.toml), the active node is also
 asked names with dig, and a DHCP lease is published on /ntari/dhcp/leases
-the way ntari-dhcp will, to show the client's name resolving.
+the way ntari-dhcp does, to show the client's name resolving. With
+--dhcp-netns (ntari-dhcp, examples/dhcp.toml), a client in that namespace
+gets a lease and the lease message is shown. --together: ntari-dhcp and
+ntari-dns run side by side; a client's lease makes its name resolve.
 """
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,12 +65,57 @@ def dns_demo(graph: Graph, port: int) -> bool:
     return answer == "127.0.0.23"
 
 
+def udhcpc(ns: str, iface: str, hostname: str) -> str:
+    say(f"ip netns exec {ns} udhcpc -i {iface} -n -q -x hostname:{hostname} -s /bin/true")
+    out = subprocess.run(["ip", "netns", "exec", ns, "udhcpc", "-i", iface, "-n", "-q", "-t", "5", "-T", "1",
+                          "-x", f"hostname:{hostname}", "-s", "/bin/true"],
+                         capture_output=True, text=True, timeout=30)
+    print((out.stdout + out.stderr).strip())
+    got = re.search(r"lease of (\S+) obtained", out.stdout + out.stderr)
+    return got.group(1) if got else ""
+
+
+def dhcp_demo(graph: Graph, ns: str, iface: str) -> bool:
+    """A client gets a lease; the lease message shows it."""
+    leases = graph.subscribe("/ntari/dhcp/leases", String, ros_qos(1, transient_local=True))
+    leases.wait_for(lambda s: json.loads(s.data).get("snapshot"), timeout=10.0, what="the lease snapshot")
+    ip = udhcpc(ns, iface, "laptop")
+    say("ros2 topic echo --once --qos-durability transient_local /ntari/dhcp/leases")
+    sample = leases.wait_for(lambda s: any(e["event"] == "granted" for e in json.loads(s.data)["events"]),
+                             timeout=10.0, what="a granted event")
+    print(json.dumps(json.loads(sample.data), indent=2))
+    return bool(ip)
+
+
+def together(dns_port: int, ns: str, iface: str) -> int:
+    """ntari-dhcp hands out a lease; ntari-dns answers the client's name."""
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    with Graph(domain) as graph:
+        for topic in ["/ntari/dhcp/health", "/ntari/dns/health"]:
+            say(f"ros2 topic echo --once {topic}")
+            graph.subscribe(topic, Bool).wait_for(lambda s: s.data, timeout=20.0, what=f"{topic} true")
+            print("data: true\n---")
+        ip = udhcpc(ns, iface, "laptop")
+        say(f"dig +short -p {dns_port} @127.0.0.1 laptop.coop.lan   # the name ntari-dns learnt from the lease")
+        deadline = time.monotonic() + 5.0
+        answer = ""
+        while time.monotonic() < deadline and answer != ip:
+            answer = dig(dns_port, "laptop.coop.lan")
+            time.sleep(0.1)
+        print(answer or "(no answer)")
+        return 0 if ip and answer == ip else 1
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--together":
+        return together(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     parser = argparse.ArgumentParser()
     parser.add_argument("node")
     parser.add_argument("health_topic")
     parser.add_argument("status_topic", nargs="?")
     parser.add_argument("--dns-port", type=int)
+    parser.add_argument("--dhcp-netns")
+    parser.add_argument("--dhcp-iface")
     args = parser.parse_args()
     node, health_topic, status_topic = args.node, args.health_topic, args.status_topic
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -119,6 +170,9 @@ def main() -> int:
 
         if args.dns_port and not dns_demo(graph, args.dns_port):
             print("demo: laptop.coop.lan did not resolve", file=sys.stderr)
+            return 1
+        if args.dhcp_netns and not dhcp_demo(graph, args.dhcp_netns, args.dhcp_iface):
+            print("demo: the client got no lease", file=sys.stderr)
             return 1
 
         say(f"ros2 lifecycle list {node}")
