@@ -20,3 +20,8 @@ echo
 echo "== ntari-dns (release) against a plain dnsmasq with the same files"
 cargo build --quiet --release -p ntari-dns
 .venv/bin/python tests/interop/bench_dns.py --binary target/release/ntari-dns --rounds 6 --seconds 5 --cpu-window 30
+
+echo
+echo "== ntari-dhcp (release) against a plain kea-dhcp4 with the same config (perfdhcp in a namespace)"
+cargo build --quiet --release -p ntari-dhcp
+.venv/bin/python tests/interop/bench_dhcp.py --binary target/release/ntari-dhcp --rounds 4 --seconds 5 --cpu-window 30

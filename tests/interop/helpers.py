@@ -4,8 +4,10 @@ ports, process liveness, bounded waits, and reading a node's log and status.
 
 import json
 import os
+import re
 import socket
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -74,3 +76,43 @@ def wait_status(node, predicate, timeout, what):
 
 def wait_health(node, value, timeout, what=None):
     return node.health.wait_for(lambda s: s.data is value, timeout=timeout, what=what or f"health={value}")
+
+
+def kea_command(sock, command: str, arguments=None, timeout: float = 5.0) -> dict:
+    """One command over a Kea control socket (unix, one JSON request per
+    connection: Kea closes it after the reply); the reply as a dict."""
+    req = {"command": command}
+    if arguments is not None:
+        req["arguments"] = arguments
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        s.sendall(json.dumps(req).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def metrics(port: int):
+    """``{name: [(labels, value), ...]}`` from a node's Prometheus endpoint."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if not m or line.startswith("#"):
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
+    return out
+
+
+def metric(port: int, name: str, **labels):
+    """The value of ``name`` whose labels include ``labels``, or None."""
+    for have, value in metrics(port).get(name, []):
+        if all(have.get(k) == v for k, v in labels.items()):
+            return value
+    return None

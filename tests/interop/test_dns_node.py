@@ -25,14 +25,13 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from conftest import find_binary
-from helpers import envelope, free_dns_port, free_port, pid_alive, wait_health, wait_status, wait_until
+from helpers import envelope, free_dns_port, free_port, metric, metrics, pid_alive, wait_health, wait_status, wait_until
 from rosgraph import Graph, ros_qos
 from ros_types import S, T, Bool, String
 
@@ -154,27 +153,6 @@ def upstream_queries(upstream, name: str) -> int:
     except FileNotFoundError:
         return 0
     return len(re.findall(r"query\[A\] " + re.escape(name) + r" from ", text))
-
-
-def metrics(port: int):
-    """``{name: [(labels, value), ...]}`` from the node's Prometheus endpoint."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if not m or line.startswith("#"):
-            continue
-        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
-    return out
-
-
-def metric(port: int, name: str, **labels):
-    """The value of ``name`` whose labels include ``labels``, or None."""
-    for have, value in metrics(port).get(name, []):
-        if all(have.get(k) == v for k, v in labels.items()):
-            return value
-    return None
 
 
 # ---------------------------------------------------------------------------

@@ -423,6 +423,7 @@ impl<S: Service> ServiceHost<S> {
         let command = self.service.daemon_command(config, &self.paths);
         let daemon = self.supervisor.start(&command).map_err(|e| e.to_string())?;
         self.daemon = Some(daemon);
+        self.service.daemon_started();
         Ok(())
     }
 
@@ -979,10 +980,17 @@ async fn serve<S: Service>(
             Event::Status => force_publish = true,
             Event::Reload => reload(lifecycle).await,
             Event::Refresh => {
-                if lifecycle.state() == State::Active && lifecycle.callbacks().daemon_running() {
-                    for publication in lifecycle.callbacks_mut().refresh().await {
-                        publish_document(outputs, publication);
-                    }
+                if lifecycle.state() != State::Active || !lifecycle.callbacks().daemon_running() {
+                    continue;
+                }
+                let publications = lifecycle.callbacks_mut().refresh().await;
+                if publications.is_empty() {
+                    // Nothing changed: skip the status bookkeeping below,
+                    // this runs four times a second.
+                    continue;
+                }
+                for publication in publications {
+                    publish_document(outputs, publication);
                 }
             }
             Event::Input(index, message) => {

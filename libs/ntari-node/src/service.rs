@@ -290,6 +290,11 @@ pub trait Service: Send + Sync + 'static {
         async { Err("this service cannot apply a config live".to_string()) }
     }
 
+    /// The daemon was just started (activate, or a restart after an exit):
+    /// state learnt from the previous run may be stale (ntari-dhcp takes a
+    /// new lease snapshot).
+    fn daemon_started(&mut self) {}
+
     /// The topics this service publishes on; none by default.
     fn outputs(&self) -> &'static [Output] {
         &[]

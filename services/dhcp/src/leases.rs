@@ -215,6 +215,12 @@ impl LeaseTracker {
         self.tail.is_some()
     }
 
+    /// Forgets where it was: the next refresh takes and publishes a new
+    /// snapshot (after Kea started again, so subscribers see it is back).
+    pub fn resync(&mut self) {
+        self.tail = None;
+    }
+
     /// Applies one lease file line; returns the event it is, if any.
     pub fn apply(&mut self, record: Record) -> Option<Event> {
         let removed = |event, lease| Some(Event { event, lease });

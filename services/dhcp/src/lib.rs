@@ -214,6 +214,12 @@ impl Service for Dhcp {
         }
     }
 
+    /// A snapshot on every (re)start of Kea: on activation subscribers get
+    /// the table as Kea loaded it.
+    fn daemon_started(&mut self) {
+        self.leases.resync();
+    }
+
     fn outputs(&self) -> &'static [Output] {
         &[Output {
             topic: TOPIC,
@@ -221,8 +227,8 @@ impl Service for Dhcp {
         }]
     }
 
-    /// The first call (Kea answering) publishes the snapshot, later ones
-    /// the events Kea wrote to its lease file since.
+    /// The first call after Kea started (and answers) publishes the
+    /// snapshot, later ones the events Kea wrote to its lease file since.
     async fn refresh(&mut self, _config: &DhcpConfig, paths: &Paths) -> Vec<Publication> {
         let message = if self.leases.synced() {
             self.leases.follow(Instant::now())

@@ -148,6 +148,16 @@ pub fn parse(arguments: &Value, config: &DhcpConfig) -> KeaStats {
                 .push(MetricSample::labelled(metric, &[op], value));
             continue;
         }
+        // Kea 2.2 counts allocation failures only server-wide (later
+        // versions per subnet too): exported with empty subnet labels.
+        if let Some(context) = name.strip_prefix("v4-allocation-fail-") {
+            out.metrics.push(MetricSample::labelled(
+                "kea_dhcp4_allocations_failed_total",
+                &["", "", context],
+                value,
+            ));
+            continue;
+        }
         let Some((id, pool, stat)) = split_subnet_key(name) else {
             continue; // global sums; the per-subnet ones are exported
         };
@@ -224,12 +234,13 @@ impl KeaStats {
             .map(|(i, s)| {
                 let id = s.kea_id(i);
                 let stats = self.subnets.get(&id).cloned().unwrap_or_default();
+                // Kea's statistics are counts; status shows them as such.
                 json!({
                     "id": id,
                     "subnet": s.subnet.to_string(),
-                    "assigned": stats.assigned,
-                    "total": stats.total,
-                    "declined": stats.declined,
+                    "assigned": stats.assigned as u64,
+                    "total": stats.total as u64,
+                    "declined": stats.declined as u64,
                 })
             })
             .collect();
@@ -263,6 +274,7 @@ mod tests {
             "pkt4-discover-received": [[4, "t"], [3, "t"]],
             "pkt4-offer-sent": [[4, "t"]],
             "pkt4-receive-drop": [[1, "t"]],
+            "v4-allocation-fail-no-pools": [[3, "t"]],
             "cumulative-assigned-addresses": [[2, "t"]],
             "subnet[1].assigned-addresses": [[2, "t"]],
             "subnet[1].total-addresses": [[51, "t"]],
@@ -322,8 +334,12 @@ mod tests {
             assert_eq!(desc.labels.len(), m.label_values.len(), "{}", m.name);
         }
         let detail = stats.detail(&config());
-        assert_eq!(detail["subnets"][0]["assigned"], 2.0);
-        assert_eq!(detail["subnets"][0]["total"], 51.0);
+        assert_eq!(detail["subnets"][0]["assigned"], 2);
+        assert_eq!(detail["subnets"][0]["total"], 51);
+        assert_eq!(
+            find("kea_dhcp4_allocations_failed_total", &["", "", "no-pools"]),
+            Some(3.0)
+        );
     }
 
     #[test]
