@@ -58,8 +58,13 @@ pub struct Timing {
     pub crash_loop_window: Duration,
     pub crash_loop_exits: usize,
     pub status_interval: Duration,
-    /// How often [`Service::refresh`] runs (services with outputs only).
+    /// How often [`Service::refresh`] runs (services with outputs only)
+    /// while nothing happens: waking up costs an idle node CPU.
     pub refresh_interval: Duration,
+    /// …and for `refresh_busy_for` after it published something, since
+    /// more usually follows (a burst of DHCP clients).
+    pub refresh_busy_interval: Duration,
+    pub refresh_busy_for: Duration,
 }
 
 impl Default for Timing {
@@ -74,7 +79,9 @@ impl Default for Timing {
             crash_loop_window: Duration::from_secs(60),
             crash_loop_exits: 5,
             status_interval: Duration::from_secs(10),
-            refresh_interval: Duration::from_millis(250),
+            refresh_interval: Duration::from_secs(1),
+            refresh_busy_interval: Duration::from_millis(250),
+            refresh_busy_for: Duration::from_secs(10),
         }
     }
 }
@@ -862,6 +869,8 @@ async fn serve<S: Service>(
     let mut probe_tick = tokio::time::interval(timing.probe_interval);
     let mut status_tick = tokio::time::interval(timing.status_interval);
     let mut refresh_tick = tokio::time::interval(timing.refresh_interval);
+    // Set while refreshing at the busy pace: until when.
+    let mut refresh_busy_until: Option<tokio::time::Instant> = None;
     let has_outputs = !outputs.service.is_empty();
     for tick in [
         &mut health_tick,
@@ -984,9 +993,23 @@ async fn serve<S: Service>(
                     continue;
                 }
                 let publications = lifecycle.callbacks_mut().refresh().await;
+                let now = tokio::time::Instant::now();
+                let pace = if !publications.is_empty() {
+                    let was_busy = refresh_busy_until.is_some();
+                    refresh_busy_until = Some(now + timing.refresh_busy_for);
+                    (!was_busy).then_some(timing.refresh_busy_interval)
+                } else if refresh_busy_until.is_some_and(|until| now >= until) {
+                    refresh_busy_until = None;
+                    Some(timing.refresh_interval)
+                } else {
+                    None
+                };
+                if let Some(period) = pace {
+                    refresh_tick = tokio::time::interval_at(now + period, period);
+                    refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
                 if publications.is_empty() {
-                    // Nothing changed: skip the status bookkeeping below,
-                    // this runs four times a second.
+                    // Nothing changed: skip the status bookkeeping below.
                     continue;
                 }
                 for publication in publications {

@@ -300,10 +300,11 @@ pub trait Service: Send + Sync + 'static {
         &[]
     }
 
-    /// Called about every quarter second while Active and the daemon runs,
-    /// if the service has [`Service::outputs`]: what to publish now (the
-    /// lease changes Kea wrote since the last call). Keep it cheap when
-    /// nothing changed; it runs on the node's one event loop.
+    /// Called while Active and the daemon runs, if the service has
+    /// [`Service::outputs`]: what to publish now (the lease changes Kea
+    /// wrote since the last call). Every second when idle, every quarter
+    /// second for ten seconds after something was published. Keep it cheap
+    /// when nothing changed; it runs on the node's one event loop.
     fn refresh<'a>(
         &'a mut self,
         config: &'a Self::Config,

@@ -3,7 +3,8 @@
 //! Where the events come from: Kea's memfile database is an append-only
 //! CSV file; every grant, renewal, release, decline and reclaimed expiry
 //! appends one line. The node reads what was appended since it last looked
-//! (every refresh, a quarter second), which costs Kea nothing: no hook
+//! (every refresh: a second when idle, a quarter when busy), which costs
+//! Kea nothing: no hook
 //! script per lease, no command on its socket. The table it starts from is
 //! Kea's own answer to `lease4-get-all` (lease_cmds hook), published as a
 //! snapshot.
