@@ -21,5 +21,6 @@ pub mod service;
 pub mod signing;
 pub mod supervisor;
 pub mod typehash;
+pub mod validate;
 
 pub use dds::{DdsError, EndpointQos};

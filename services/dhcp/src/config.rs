@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use ntari_node::service::ConfigIssue;
+use ntari_node::validate::{dns_name as check_dns_name, interface_name as check_interface_name};
 use ntari_schemas::leases::MacAddr;
 use serde::{Deserialize, Deserializer};
 
@@ -367,47 +368,6 @@ fn check_subnet(subnet: &Subnet, key: &dyn Fn(&str) -> String) -> Result<(), Con
     Ok(())
 }
 
-/// Linux interface names: 1–15 bytes, no `/`, whitespace or `:`.
-fn check_interface_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':' && c != '"');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a network interface name (like eth0 or br-lan)"
-        ))
-    }
-}
-
-/// Letters, digits and hyphens in dot-separated labels (RFC 1123).
-fn check_dns_name(name: &str) -> Result<(), String> {
-    let trimmed = name.strip_suffix('.').unwrap_or(name);
-    let ok = !trimmed.is_empty()
-        && trimmed.len() <= 253
-        && trimmed.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a DNS name (letters, digits and hyphens in dot-separated labels)"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,7 +460,7 @@ mod tests {
             (
                 "pools = [\"192.168.50.10/31\"]\n[[subnets.reservations]]\nmac = \"52:54:00:00:00:01\"\nip = \"192.168.50.2\"\nhostname = \"a b\"",
                 "subnets[0].reservations[0].hostname",
-                "not a DNS name",
+                "letters, digits",
             ),
         ];
         for (body, key, words) in subnet_cases {

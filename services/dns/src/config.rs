@@ -9,7 +9,7 @@ use std::str::FromStr;
 use ntari_node::service::ConfigIssue;
 use serde::{Deserialize, Deserializer};
 
-use crate::names::check_dns_name;
+use ntari_node::validate::{dns_name as check_dns_name, interface_name as check_interface_name};
 
 /// dnsmasq's own ceiling is 5 000 000; a hub with 1 GB of RAM has no use
 /// for more than this, and a typo (an extra zero or two) is caught.
@@ -271,24 +271,6 @@ impl DnsConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Linux interface names: 1–15 bytes, no `/`, whitespace or `:`.
-fn check_interface_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':' && c != '#');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a network interface name (like eth0 or br-lan)"
-        ))
     }
 }
 

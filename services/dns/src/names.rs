@@ -1,58 +1,10 @@
-//! DNS names: what a valid one looks like, and which DHCP leases give one.
+//! The names DHCP leases give (the rules for DNS names themselves are
+//! `ntari_node::validate`'s).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ntari_schemas::leases::Lease;
-
-/// Longest DNS name in text form (RFC 1035, without the final dot).
-const MAX_NAME_LEN: usize = 253;
-/// Longest label.
-const MAX_LABEL_LEN: usize = 63;
-
-/// Checks a host or domain name written by the admin: dot-separated labels
-/// of letters, digits and hyphens (RFC 952/1123), one trailing dot allowed.
-pub fn check_dns_name(name: &str) -> Result<(), String> {
-    let trimmed = name.strip_suffix('.').unwrap_or(name);
-    if trimmed.is_empty() {
-        return Err("empty: write a name like hub or coop.lan".to_string());
-    }
-    if trimmed.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "`{name}` is {} characters, more than DNS allows ({MAX_NAME_LEN})",
-            trimmed.len()
-        ));
-    }
-    for label in trimmed.split('.') {
-        check_label(label).map_err(|m| format!("`{name}`: {m}"))?;
-    }
-    Ok(())
-}
-
-fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        return Err("empty label (two dots in a row?)".to_string());
-    }
-    if label.len() > MAX_LABEL_LEN {
-        return Err(format!(
-            "label `{label}` is longer than {MAX_LABEL_LEN} characters"
-        ));
-    }
-    if !label
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(format!(
-            "label `{label}` may only hold letters, digits and hyphens"
-        ));
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Err(format!(
-            "label `{label}` may not start or end with a hyphen"
-        ));
-    }
-    Ok(())
-}
 
 /// The name a DHCP client's hostname gives in the local domain, lower case,
 /// or None when it cannot be a DNS label. Like dnsmasq's own DHCP server, a
@@ -61,7 +13,7 @@ fn check_label(label: &str) -> Result<(), String> {
 pub fn lease_label(hostname: &str) -> Option<String> {
     let first = hostname.trim().split('.').next()?;
     let label = first.to_ascii_lowercase();
-    check_label(&label).ok().map(|()| label)
+    ntari_node::validate::dns_label(&label).ok().map(|()| label)
 }
 
 /// The names DHCP leases give, kept from the last `/ntari/dhcp/leases`
@@ -157,34 +109,6 @@ mod tests {
             mac: "52:54:00:00:00:01".parse().unwrap(),
             hostname: hostname.map(str::to_string),
             expiry,
-        }
-    }
-
-    #[test]
-    fn names_follow_rfc_1123() {
-        for good in [
-            "hub",
-            "coop.lan",
-            "coop.lan.",
-            "a-1.b2",
-            "x".repeat(63).as_str(),
-        ] {
-            check_dns_name(good).unwrap();
-        }
-        let long = format!("{}.lan", vec!["a".repeat(60); 5].join("."));
-        for (bad, words) in [
-            ("", "empty"),
-            (".", "empty"),
-            ("a..b", "empty label"),
-            ("bad_name", "letters, digits"),
-            ("-a.lan", "hyphen"),
-            ("a-.lan", "hyphen"),
-            ("sp ace", "letters, digits"),
-            (&"x".repeat(64), "longer than 63"),
-            (&long, "more than DNS allows"),
-        ] {
-            let err = check_dns_name(bad).unwrap_err();
-            assert!(err.contains(words), "{bad}: {err}");
         }
     }
 

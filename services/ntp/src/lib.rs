@@ -285,24 +285,8 @@ fn check_host(host: &str) -> Result<(), String> {
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    if host.len() > 253 {
-        return Err(format!("{host:?} is longer than 253 characters"));
-    }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    let ok = name.split('.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{host:?} is neither an IP address nor a valid host name"
-        ))
-    }
+    ntari_node::validate::dns_name(host)
+        .map_err(|e| format!("{host:?} is neither an IP address nor a valid host name ({e})"))
 }
 
 fn check_poll(key: &str, value: Option<i8>) -> Result<(), ConfigIssue> {
