@@ -486,6 +486,14 @@ pub struct NodeConfig {
     /// bare default level (`warn,ntari_node=debug`): the part of the
     /// `EnvFilter` syntax without span filters.
     pub log_level: String,
+    /// Where DDS traffic goes, for `ntari-admin domain render`
+    /// (/etc/ntari/cyclonedds.xml): interface names or addresses to use.
+    /// Empty: Cyclone DDS chooses.
+    pub dds_interfaces: Vec<String>,
+    /// Unicast discovery peers (addresses). When set, multicast is off and
+    /// participants find each other through these (and this host's own
+    /// participant index range). Empty: multicast discovery.
+    pub dds_peers: Vec<std::net::IpAddr>,
     /// What the operator should be told about how this config came to be
     /// (defaults used, env override). Logged by the caller once logging is
     /// set up, which needs `log_level` from here first. Not compared by `==`.
@@ -500,6 +508,8 @@ impl Default for NodeConfig {
             domain_id: 0,
             key_path: PathBuf::from(DEFAULT_KEY_PATH),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
+            dds_interfaces: Vec::new(),
+            dds_peers: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -513,6 +523,8 @@ impl PartialEq for NodeConfig {
             && self.domain_id == other.domain_id
             && self.key_path == other.key_path
             && self.log_level == other.log_level
+            && self.dds_interfaces == other.dds_interfaces
+            && self.dds_peers == other.dds_peers
     }
 }
 
@@ -601,7 +613,18 @@ impl NodeConfig {
         if self.key_path.as_os_str().is_empty() {
             return Err(ConfigIssue::new("key_path", "must not be empty"));
         }
-        validate_log_level(&self.log_level).map_err(|m| ConfigIssue::new("log_level", m))
+        validate_log_level(&self.log_level).map_err(|m| ConfigIssue::new("log_level", m))?;
+        for (i, entry) in self.dds_interfaces.iter().enumerate() {
+            if entry.parse::<std::net::IpAddr>().is_err() {
+                crate::validate::interface_name(entry).map_err(|m| {
+                    ConfigIssue::new(
+                        format!("dds_interfaces[{i}]"),
+                        format!("{m}, nor an address"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 

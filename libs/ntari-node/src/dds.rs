@@ -571,6 +571,12 @@ impl Reader {
         }
     }
 
+    /// Instance handles of the writers matched with this reader now; a
+    /// writer whose participant is gone (even killed) leaves this list.
+    pub fn matched_writer_handles(&self) -> Vec<u64> {
+        matched_handles(self.endpoint.handle, c::dds_get_matched_publications)
+    }
+
     /// The user_data of every writer currently matched with this reader.
     pub fn matched_writers_user_data(&self) -> Vec<Vec<u8>> {
         matched_handles(self.endpoint.handle, c::dds_get_matched_publications)

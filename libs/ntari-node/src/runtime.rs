@@ -713,7 +713,9 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
     let node = context.create_node("/ntari", &format!("ntari_{}_node", S::NAME))?;
     let mut outputs = Outputs {
         health: node.create_publisher(&format!("/ntari/{}/health", S::NAME), qos::DEFAULT)?,
-        status: node.create_publisher(&format!("/ntari/{}/status", S::NAME), qos::DEFAULT)?,
+        // Latched: a tool that starts late (ntari-admin status) gets the
+        // last status at once instead of waiting up to 10 s.
+        status: node.create_publisher(&format!("/ntari/{}/status", S::NAME), qos::LATCHED)?,
         diagnostics: node.create_publisher("/diagnostics", qos::DEFAULT)?,
         service: service
             .outputs()

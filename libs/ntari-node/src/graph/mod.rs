@@ -26,10 +26,12 @@ pub mod names;
 pub mod qos;
 mod service;
 mod topic;
+mod view;
 pub mod wire;
 
 pub use service::{Request, RequestHeader, ServiceClient, ServiceServer};
 pub use topic::{Publisher, Subscription};
+pub use view::GraphView;
 pub use wire::WireError;
 
 /// Largest message a subscription accepts; bigger samples are dropped with a

@@ -1,0 +1,108 @@
+//! Who is on the graph: the nodes every process announces on
+//! `ros_discovery_info`, read the way `ros2 node list` reads them.
+//!
+//! Each participant's row (its latched `ParticipantEntitiesInfo`) is kept
+//! per writer. A row counts only while its writer is still matched: a
+//! process that exits, even killed, drops out of the list when Cyclone
+//! loses its participant, without waiting for a new sample.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{names, qos, Context, GraphError};
+use crate::dds::{EndpointQos, Reader, Taken};
+use crate::msg::rmw_dds_common::ParticipantEntitiesInfo;
+use crate::msg::RosMessage;
+use crate::typehash;
+
+/// Enough rows for any one host's domain, taken as they arrive.
+const ROWS: u32 = 256;
+
+/// The graph's nodes as announced on `ros_discovery_info`.
+pub struct GraphView {
+    reader: Reader,
+    notify: Arc<Notify>,
+    /// Writer instance handle → the fully qualified names of its nodes.
+    rows: HashMap<u64, Vec<String>>,
+}
+
+impl GraphView {
+    pub fn new(context: &Context) -> Result<GraphView, GraphError> {
+        let notify = Arc::new(Notify::new());
+        let reader = Reader::new(
+            &context.inner.participant,
+            "ros_discovery_info",
+            &names::dds_type_name(ParticipantEntitiesInfo::TYPE_NAME),
+            &EndpointQos {
+                depth: ROWS,
+                ..qos::LATCHED
+            },
+            &typehash::user_data_for(&ParticipantEntitiesInfo::type_description()),
+            notify.clone(),
+            super::MAX_MESSAGE_SIZE,
+        )?;
+        Ok(GraphView {
+            reader,
+            notify,
+            rows: HashMap::new(),
+        })
+    }
+
+    /// Takes the rows that arrived since the last call.
+    fn take(&mut self) {
+        for taken in self.reader.take(usize::MAX) {
+            let Taken::Sample {
+                payload,
+                publication_handle,
+            } = taken
+            else {
+                continue;
+            };
+            match super::wire::decode::<ParticipantEntitiesInfo>(&payload) {
+                Ok(info) => {
+                    let nodes = info
+                        .node_entities_info_seq
+                        .iter()
+                        .map(|n| names::node_fqn(&n.node_namespace, &n.node_name))
+                        .collect();
+                    self.rows.insert(publication_handle, nodes);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "skipped an undecodable ros_discovery_info row")
+                }
+            }
+        }
+    }
+
+    /// The fully qualified names of the nodes alive now, sorted; this
+    /// process's own nodes included.
+    pub fn nodes(&mut self) -> Vec<String> {
+        self.take();
+        let alive = self.reader.matched_writer_handles();
+        self.rows.retain(|handle, _| alive.contains(handle));
+        let mut nodes: Vec<String> = self.rows.values().flatten().cloned().collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// Waits until the set of rows may have changed, at most `timeout`.
+    pub async fn changed(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+    }
+
+    /// Collects rows for `settle` (discovery of the other participants and
+    /// their latched rows takes a few hundred ms), then lists the nodes.
+    pub async fn settle(&mut self, settle: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + settle;
+        while tokio::time::Instant::now() < deadline {
+            let left = deadline - tokio::time::Instant::now();
+            self.changed(left).await;
+            self.take();
+        }
+        self.nodes()
+    }
+}
