@@ -199,7 +199,10 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
 pub fn load_service_config<S: Service>(service: &S, path: &Path) -> Result<S::Config, ConfigError> {
     let text = read_text(path).map_err(|err| {
         if err.is_not_found() {
-            err.with_hint(format!("create it from examples/{}.toml", S::NAME))
+            err.with_hint(format!(
+                "create it from examples/{name}.toml in the source, or from /usr/share/doc/ntari-{name}/{name}.toml.example once installed",
+                name = S::NAME
+            ))
         } else {
             err
         }

@@ -46,12 +46,17 @@ pub struct Dhcp {
     leases: LeaseTracker,
 }
 
-/// Kea's pid and lock files go to the run dir, not /run/kea.
+/// Kea's pid and lock files go to the run dir, not /run/kea. Kea 2.7.9
+/// and later (Alpine's) also refuse a control socket outside
+/// `KEA_CONTROL_SOCKET_DIR` and lease files outside `KEA_DHCP_DATA_DIR`;
+/// Kea 2.2 (Debian 12) ignores those two.
 fn kea_command(args: Vec<String>, paths: &Paths) -> Command {
     let run_dir = paths.run_dir.display().to_string();
     Command::new(KEA_DHCP4, args)
         .with_env("KEA_PIDFILE_DIR", run_dir.clone())
-        .with_env("KEA_LOCKFILE_DIR", run_dir)
+        .with_env("KEA_LOCKFILE_DIR", run_dir.clone())
+        .with_env("KEA_CONTROL_SOCKET_DIR", run_dir)
+        .with_env("KEA_DHCP_DATA_DIR", paths.state_dir.display().to_string())
 }
 
 fn hook_library(config: &DhcpConfig) -> PathBuf {
@@ -277,14 +282,18 @@ mod tests {
         let config = DhcpConfig::default();
         let daemon = Dhcp::default().daemon_command(&config, &paths);
         assert_eq!(daemon.args, ["-c", "/run/ntari/dhcp/kea-dhcp4.conf"]);
+        let env: Vec<(&str, &str)> = daemon
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
-            daemon.env,
+            env,
             [
-                ("KEA_PIDFILE_DIR".to_string(), "/run/ntari/dhcp".to_string()),
-                (
-                    "KEA_LOCKFILE_DIR".to_string(),
-                    "/run/ntari/dhcp".to_string()
-                )
+                ("KEA_PIDFILE_DIR", "/run/ntari/dhcp"),
+                ("KEA_LOCKFILE_DIR", "/run/ntari/dhcp"),
+                ("KEA_CONTROL_SOCKET_DIR", "/run/ntari/dhcp"),
+                ("KEA_DHCP_DATA_DIR", "/var/lib/ntari/dhcp"),
             ]
         );
         let check = Dhcp::default().check_command(&config, &paths).unwrap();
