@@ -1026,7 +1026,7 @@ z = 1
         assert_eq!(
             err.to_string(),
             format!(
-                "cannot read {}: No such file or directory (create it from examples/test.toml)",
+                "cannot read {}: No such file or directory (create it from examples/test.toml in the source, or from /usr/share/doc/ntari-test/test.toml.example once installed)",
                 path.display()
             )
         );
