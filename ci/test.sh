@@ -23,6 +23,12 @@ fi
 echo "== cargo test"
 cargo test --workspace
 
+echo "== APKBUILDs (sourced: package() and subpackages against the release binaries)"
+bash tests/apk/run.sh
+
+echo "== OpenRC scripts under real OpenRC (Debian's, unpacked, in a mount+PID namespace)"
+bash tests/openrc/run.sh
+
 echo "== interop tests (Python cyclonedds as the ros2 CLI stand-in)"
 cargo build --workspace --bins --examples
 NTARI_REQUIRE_BINARIES=1 NTARI_BIN_DIR="$PWD/target/debug" \

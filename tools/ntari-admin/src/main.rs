@@ -200,7 +200,8 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Domain {
             command: DomainCommand::Render { output },
         } => {
-            let config = NodeConfig::load(&args.node_config, true)?;
+            // Like the nodes: a missing ntari.toml means the defaults.
+            let config = node_config(&args)?;
             let xml = domain::cyclonedds_xml(&config, &args.node_config);
             if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)

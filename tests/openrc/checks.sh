@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# The checks of the OpenRC test, run by enter.sh chrooted into the test root
+# (OpenRC and openrc/* installed, the binaries at /usr/bin/ntari-*, configs
+# in /etc/ntari). Everything goes through rc-service / openrc, as an
+# operator would. What it proves, in order:
+#
+#  1. dependencies: `rc-service ntari-dns start` from nothing starts
+#     ntari-domain first (need), which renders /etc/ntari/cyclonedds.xml
+#     with the domain of ntari.toml; ntari-ntp (only `after`) stays stopped;
+#     dnsmasq answers; stop takes node and dnsmasq down, the domain stays.
+#  2. boot order: with all four in the default runlevel, `openrc default`
+#     starts ntari-domain, ntari-ntp, ntari-dns, ntari-dhcp in that order
+#     (the NTARI OS boot sequence), each `status` started.
+#  3. the nodes work: all three healthy and Active over DDS (the status'
+#     daemon pid is the daemon under the supervised node), a DNS answer,
+#     a DHCP lease for a client on the veth pair.
+#  4. independence: stopping ntari-dns leaves ntari-ntp and ntari-dhcp
+#     running (same node and daemon pids); dnsmasq is gone.
+#  5. restart of each node service: a new node and daemon, the old daemon
+#     gone, the others untouched; `restart` of ntari-domain after a new
+#     domain_id re-renders the config and restarts every node, which then
+#     answer on the new domain.
+#  6. respawn: a node killed with SIGKILL is respawned by supervise-daemon
+#     (new pid, service still started); its old daemon died with it.
+#  7. a bad config: `rc-service ntari-dns start` fails, naming file, line
+#     and key; no node process, no respawn loop; reload with a bad config
+#     is refused and leaves the running node alone.
+#  8. stop: stopping ntari-domain stops every node that needs it; the
+#     daemons are gone, every node exited through its orderly shutdown.
+#  9. a bad ntari.toml: starting a node fails at ntari-domain, with
+#     ntari-admin's message (file, line, key); nothing runs.
+set -uo pipefail
+repo=$NTOC_REPO
+domain=$NTOC_DOMAIN
+python="$repo/.venv/bin/python"
+export CYCLONEDDS_URI="file://$repo/tests/cyclonedds-loopback.xml"
+declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4)
+SERVICES=(ntp dns dhcp)
+
+step() { echo; echo "== $*"; }
+ok() { echo "   ok: $*"; }
+fail() {
+  echo
+  echo "FAIL: $*"
+  echo
+  echo "== processes"
+  ps -eo pid,ppid,stat,etimes,args | sed 's/^/   /'
+  for svc in "${SERVICES[@]}"; do
+    echo "== /var/log/ntari/$svc.log (last 40 lines)"
+    tail -n 40 "/var/log/ntari/$svc.log" 2>/dev/null | sed 's/^/   | /'
+  done
+  exit 1
+}
+
+# rc-service with its output shown (indented) and kept in $OUT.
+OUT=
+rcs() {
+  local rc
+  echo "   \$ rc-service $*"
+  OUT=$(timeout 60 rc-service "$@" 2>&1)
+  rc=$?
+  [ -n "$OUT" ] && printf '%s\n' "$OUT" | sed 's/^/   | /'
+  return "$rc"
+}
+
+# 0 started, 3 stopped, 32 crashed, … (supervise-daemon.sh's status codes).
+status_code() {
+  timeout 20 rc-service "$1" status >/dev/null 2>&1
+  echo $?
+}
+expect_status() { # <service> <started|stopped>
+  local want=$2 code
+  code=$(status_code "$1")
+  case "$want:$code" in
+    started:0 | stopped:3) ok "$1 status: $want" ;;
+    *) fail "$1 status: expected $want, rc-service status exited $code" ;;
+  esac
+}
+
+# A process that exists and is not a zombie.
+alive() {
+  local pid=$1 state
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# The node supervise-daemon runs for ntari-<svc> (its child_pid), if alive
+# and really that binary.
+node_pid() {
+  local pid
+  pid=$(cat "/run/openrc/options/ntari-$1/child_pid" 2>/dev/null) || return 0
+  alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "ntari-$1" ] && echo "$pid"
+  return 0
+}
+# The daemon the node runs (its child).
+daemon_pid() {
+  local node=$2
+  [ -n "$node" ] || return 0
+  pgrep -P "$node" -x "${DAEMON[$1]}" | head -n 1
+}
+# Every live process of that name in this PID namespace.
+live_named() {
+  local pid out=
+  for pid in $(pgrep -x "$1"); do alive "$pid" && out="$out $pid"; done
+  echo "${out# }"
+}
+
+# wait_for <seconds> <description> <command…>: polls every 0.2 s.
+wait_for() {
+  local secs=$1 what=$2 deadline
+  shift 2
+  deadline=$(($(date +%s) + secs))
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out after ${secs} s waiting for $what"
+    sleep 0.2
+  done
+}
+has_node() { [ -n "$(node_pid "$1")" ]; }
+has_daemon() { [ -n "$(daemon_pid "$1" "$(node_pid "$1")")" ]; }
+no_node() { [ -z "$(live_named "ntari-$1")" ]; }
+no_daemon() { [ -z "$(live_named "${DAEMON[$1]}")" ]; }
+gone() { ! alive "$1"; }
+# The node's last lifecycle transition in its log ended in Finalized: it
+# went through the orderly shutdown, not a kill.
+finalized() {
+  local last
+  last=$(grep 'transition=' "/var/log/ntari/$1.log" | tail -n 1)
+  case "$last" in
+    *"to=finalized"*) ;;
+    *) fail "ntari-$1's last lifecycle transition is not the shutdown: $last" ;;
+  esac
+}
+
+declare -A NODE DMN
+record() { # remember node and daemon pids of the given services
+  local svc
+  for svc in "$@"; do
+    NODE[$svc]=$(node_pid "$svc")
+    DMN[$svc]=$(daemon_pid "$svc" "${NODE[$svc]}")
+    [ -n "${NODE[$svc]}" ] && [ -n "${DMN[$svc]}" ] ||
+      fail "ntari-$svc: no node (${NODE[$svc]:-none}) or no ${DAEMON[$svc]} (${DMN[$svc]:-none})"
+  done
+}
+unchanged() { # the recorded pids are still the ones running
+  local svc
+  for svc in "$@"; do
+    [ "$(node_pid "$svc")" = "${NODE[$svc]}" ] && alive "${DMN[$svc]}" ||
+      fail "ntari-$svc was disturbed: node ${NODE[$svc]} -> $(node_pid "$svc"), ${DAEMON[$svc]} ${DMN[$svc]} alive: $(alive "${DMN[$svc]}" && echo yes || echo no)"
+    expect_status "ntari-$svc" started
+  done
+  ok "unchanged: $(for s in "$@"; do printf 'ntari-%s (node %s, %s %s) ' "$s" "${NODE[$s]}" "${DAEMON[$s]}" "${DMN[$s]}"; done)"
+}
+# Waits for a node and its daemon (the node is up once its daemon is).
+wait_running() {
+  local svc
+  for svc in "$@"; do
+    wait_for 30 "ntari-$svc's node and ${DAEMON[$svc]}" has_daemon "$svc"
+  done
+}
+
+dig_hub() {
+  [ "$(dig +short +time=1 +tries=1 -p "$NTOC_DNS_PORT" @127.0.0.1 hub.coop.lan 2>/dev/null)" = 127.0.0.1 ]
+}
+
+health() { # <domain> <svc…>: healthy and Active over DDS; status daemon pid = the real one
+  local dom=$1 line svc state pid
+  shift
+  echo "   \$ health.py $dom $*   # as ros2 topic echo /ntari/<svc>/health and /status"
+  local out
+  out=$(timeout 60 "$python" "$repo/tests/openrc/health.py" "$dom" "$@" --timeout 30 2>&1) ||
+    { printf '%s\n' "$out" | sed 's/^/   | /'; fail "not every node was healthy on domain $dom"; }
+  printf '%s\n' "$out" | sed 's/^/   | /'
+  while read -r svc state pid _; do
+    [ "$pid" = "$(daemon_pid "$svc" "$(node_pid "$svc")")" ] ||
+      fail "ntari-$svc's status names ${DAEMON[$svc]} pid $pid, but the node's child is $(daemon_pid "$svc" "$(node_pid "$svc")")"
+  done <<<"$out"
+  ok "healthy and Active on domain $dom: $*"
+}
+
+echo "== OpenRC $(cat /lib/rc/version) in a chroot: services $(ls /etc/init.d | tr '\n' ' ')"
+echo "   domain $domain, ntp port $NTOC_NTP_PORT, dns port $NTOC_DNS_PORT, dhcp on $NTOC_SERVER_IF ($NTOC_NET.0/24)"
+
+# ---------------------------------------------------------------------------
+step "1. dependencies: starting ntari-dns starts ntari-domain first"
+for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do expect_status "$s" stopped; done
+rcs ntari-dns start || fail "rc-service ntari-dns start failed"
+expect_status ntari-domain started
+expect_status ntari-dns started
+expect_status ntari-ntp stopped
+expect_status ntari-dhcp stopped
+grep -q "<Domain Id=\"$domain\">" /etc/ntari/cyclonedds.xml ||
+  fail "/etc/ntari/cyclonedds.xml does not name domain $domain: $(cat /etc/ntari/cyclonedds.xml 2>&1)"
+grep -q '<Peer address="127.0.0.1"/>' /etc/ntari/cyclonedds.xml || fail "cyclonedds.xml: DDS not kept on loopback"
+ok "ntari-domain rendered /etc/ntari/cyclonedds.xml (domain $domain, loopback)"
+# The rendering happened before the node started.
+[ "$(printf '%s\n' "$OUT" | grep -n -m1 'Rendering the DDS domain' | cut -d: -f1)" -lt \
+  "$(printf '%s\n' "$OUT" | grep -n -m1 'Starting ntari-dns' | cut -d: -f1)" ] ||
+  fail "ntari-domain did not start before ntari-dns"
+ok "ntari-domain started before ntari-dns"
+wait_running dns
+wait_for 15 "dnsmasq to answer hub.coop.lan on port $NTOC_DNS_PORT" dig_hub
+ok "dnsmasq under ntari-dns answers: hub.coop.lan = 127.0.0.1"
+record dns
+rcs ntari-dns stop || fail "rc-service ntari-dns stop failed"
+expect_status ntari-dns stopped
+gone "${NODE[dns]}" || fail "the ntari-dns node ${NODE[dns]} is still running after stop"
+wait_for 5 "dnsmasq to be gone" no_daemon dns
+ok "node ${NODE[dns]} and dnsmasq ${DMN[dns]} are gone"
+expect_status ntari-domain started
+rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
+expect_status ntari-domain stopped
+
+# ---------------------------------------------------------------------------
+step "2. boot order: all four in the default runlevel, then \`openrc default\`"
+for s in ntari-dhcp ntari-dns ntari-ntp ntari-domain; do
+  rc-update add "$s" default >/dev/null || fail "rc-update add $s default"
+done
+echo "   \$ openrc default"
+OUT=$(timeout 120 openrc default 2>&1)
+rc=$?
+printf '%s\n' "$OUT" | sed 's/^/   | /'
+[ "$rc" = 0 ] || fail "openrc default exited $rc"
+order=$(printf '%s\n' "$OUT" | grep -o -E 'Rendering the DDS domain|Starting ntari-(ntp|dns|dhcp)' | tr '\n' ',')
+[ "$order" = "Rendering the DDS domain,Starting ntari-ntp,Starting ntari-dns,Starting ntari-dhcp," ] ||
+  fail "start order was: $order"
+ok "order: ntari-domain, ntari-ntp, ntari-dns, ntari-dhcp"
+for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do expect_status "$s" started; done
+
+# ---------------------------------------------------------------------------
+step "3. the nodes work under OpenRC"
+wait_running ntp dns dhcp
+health "$domain" ntp dns dhcp
+wait_for 15 "dnsmasq to answer" dig_hub
+ok "DNS answers hub.coop.lan"
+echo "   \$ nsenter --net=<client namespace> udhcpc -i $NTOC_CLIENT_IF -n -q"
+lease=$(timeout 30 nsenter --net=/run/ntoc-client.netns udhcpc -i "$NTOC_CLIENT_IF" -n -q -t 8 -T 1 \
+  -x hostname:openrc-client -s /bin/true 2>&1)
+printf '%s\n' "$lease" | sed 's/^/   | /'
+printf '%s\n' "$lease" | grep -q -E "lease of $NTOC_NET\.1[0-9][0-9] obtained" ||
+  fail "no DHCP lease from the pool of ntari-dhcp"
+ok "a client got a lease from Kea under ntari-dhcp"
+test -d /var/lib/ntari/dhcp && test -f /var/lib/ntari/dhcp/leases4.csv ||
+  fail "no lease database in /var/lib/ntari/dhcp"
+ok "lease database in /var/lib/ntari/dhcp: $(ls /var/lib/ntari/dhcp | tr '\n' ' ')"
+for svc in "${SERVICES[@]}"; do
+  [ "$(stat -c %a "/run/ntari/$svc")" = 755 ] && [ "$(stat -c %a "/var/lib/ntari/$svc")" = 755 ] ||
+    fail "run/state dir modes of $svc: $(stat -c '%n %a' "/run/ntari/$svc" "/var/lib/ntari/$svc")"
+  [ -s "/var/log/ntari/$svc.log" ] || fail "/var/log/ntari/$svc.log is empty"
+done
+ok "/run/ntari/<svc>, /var/lib/ntari/<svc> (0755) and /var/log/ntari/<svc>.log exist"
+
+# ---------------------------------------------------------------------------
+step "4. stopping ntari-dns leaves the other nodes running"
+record ntp dns dhcp
+rcs ntari-dns stop || fail "rc-service ntari-dns stop failed"
+expect_status ntari-dns stopped
+wait_for 5 "the ntari-dns node to be gone" gone "${NODE[dns]}"
+wait_for 5 "dnsmasq to be gone" no_daemon dns
+finalized dns
+ok "ntari-dns node ${NODE[dns]} (orderly shutdown) and dnsmasq ${DMN[dns]} are gone"
+unchanged ntp dhcp
+rcs ntari-dns start || fail "rc-service ntari-dns start failed"
+wait_running dns
+unchanged ntp dhcp
+
+# ---------------------------------------------------------------------------
+step "5. restart: each node service alone, then the domain"
+for svc in "${SERVICES[@]}"; do
+  others=()
+  for o in "${SERVICES[@]}"; do [ "$o" = "$svc" ] || others+=("$o"); done
+  record "${SERVICES[@]}"
+  rcs "ntari-$svc" restart || fail "rc-service ntari-$svc restart failed"
+  expect_status "ntari-$svc" started
+  wait_running "$svc"
+  new=$(node_pid "$svc")
+  [ "$new" != "${NODE[$svc]}" ] || fail "ntari-$svc restart kept node ${NODE[$svc]}"
+  gone "${NODE[$svc]}" || fail "the old ntari-$svc node ${NODE[$svc]} still runs"
+  gone "${DMN[$svc]}" || fail "the old ${DAEMON[$svc]} ${DMN[$svc]} still runs"
+  ok "ntari-$svc: node ${NODE[$svc]} -> $new, old ${DAEMON[$svc]} ${DMN[$svc]} gone"
+  unchanged "${others[@]}"
+done
+wait_for 15 "dnsmasq to answer after its restart" dig_hub
+
+new_domain=$(( domain == 232 ? 100 : domain + 1 ))
+echo "   (domain_id $domain -> $new_domain in /etc/ntari/ntari.toml)"
+sed -i "s/^domain_id = .*/domain_id = $new_domain/" /etc/ntari/ntari.toml
+record "${SERVICES[@]}"
+rcs ntari-domain restart || fail "rc-service ntari-domain restart failed"
+grep -q "<Domain Id=\"$new_domain\">" /etc/ntari/cyclonedds.xml || fail "cyclonedds.xml not re-rendered"
+for svc in "${SERVICES[@]}"; do
+  expect_status "ntari-$svc" started
+  wait_running "$svc"
+  [ "$(node_pid "$svc")" != "${NODE[$svc]}" ] || fail "ntari-$svc was not restarted with the domain"
+  gone "${DMN[$svc]}" || fail "the old ${DAEMON[$svc]} ${DMN[$svc]} still runs"
+done
+ok "ntari-domain restart re-rendered the config and restarted the three nodes"
+domain=$new_domain
+
+# ---------------------------------------------------------------------------
+step "6. supervise-daemon respawns a node killed with SIGKILL"
+record "${SERVICES[@]}"
+echo "   \$ kill -9 ${NODE[ntp]}   # the ntari-ntp node"
+kill -9 "${NODE[ntp]}"
+respawned() { local p; p=$(node_pid ntp); [ -n "$p" ] && [ "$p" != "${NODE[ntp]}" ]; }
+wait_for 20 "a new ntari-ntp node" respawned
+wait_running ntp
+expect_status ntari-ntp started
+gone "${DMN[ntp]}" || fail "chronyd ${DMN[ntp]} outlived its node"
+ok "node ${NODE[ntp]} -> $(node_pid ntp); chronyd ${DMN[ntp]} died with its node -> $(daemon_pid ntp "$(node_pid ntp)")"
+unchanged dns dhcp
+health "$domain" ntp dns dhcp
+
+# ---------------------------------------------------------------------------
+step "7. a bad config is a clear OpenRC error, not a respawn loop"
+cp /etc/ntari/services/dns.toml /tmp/dns.toml.good
+record dns
+sed -i "s/^port = .*/port = 0/" /etc/ntari/services/dns.toml
+line=$(grep -n '^port = 0$' /etc/ntari/services/dns.toml | cut -d: -f1)
+if rcs ntari-dns reload; then fail "reload accepted a bad config"; fi
+printf '%s\n' "$OUT" | grep -q "dns.toml:$line: port" || fail "reload's error does not name dns.toml:$line: port"
+unchanged dns
+ok "reload refused the bad config; the running node was left alone"
+rcs ntari-dns stop || fail "rc-service ntari-dns stop failed"
+if rcs ntari-dns start; then fail "ntari-dns started with port = 0"; fi
+printf '%s\n' "$OUT" | grep -q "dns.toml:$line: port" || fail "the start error does not name dns.toml:$line: port"
+ok "start failed, naming /etc/ntari/services/dns.toml:$line: port"
+code=$(status_code ntari-dns)
+[ "$code" = 3 ] || [ "$code" = 1 ] || fail "ntari-dns status after a failed start: $code"
+sleep 3
+no_node dns || fail "an ntari-dns node runs after the failed start: $(live_named ntari-dns)"
+no_daemon dns || fail "dnsmasq runs after the failed start"
+ok "no node, no dnsmasq, nothing respawning (status exit $code)"
+cp /tmp/dns.toml.good /etc/ntari/services/dns.toml
+rcs ntari-dns checkconfig || fail "checkconfig refused the good config"
+rcs ntari-dns start || fail "rc-service ntari-dns start failed with the good config"
+wait_running dns
+wait_for 15 "dnsmasq to answer" dig_hub
+ok "the fixed config starts"
+
+# ---------------------------------------------------------------------------
+step "8. stopping ntari-domain stops every node that needs it"
+record "${SERVICES[@]}"
+rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
+for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do expect_status "$s" stopped; done
+for svc in "${SERVICES[@]}"; do
+  wait_for 5 "ntari-$svc to be gone" no_node "$svc"
+  wait_for 5 "${DAEMON[$svc]} to be gone" no_daemon "$svc"
+done
+ok "no ntari-* node, chronyd, dnsmasq or kea-dhcp4 left"
+for svc in "${SERVICES[@]}"; do
+  finalized "$svc"
+done
+ok "every node ended with its lifecycle shutdown (log: ... to=finalized)"
+sups=$(pgrep -f '^supervise-daemon ntari-')
+[ -z "$sups" ] || fail "supervise-daemon still runs: $sups"
+ok "no supervise-daemon left"
+
+# ---------------------------------------------------------------------------
+step "9. a bad ntari.toml: ntari-domain fails with ntari-admin's message, no node starts"
+sed -i "s/^domain_id = .*/domain_id = 999/" /etc/ntari/ntari.toml
+line=$(grep -n '^domain_id = 999$' /etc/ntari/ntari.toml | cut -d: -f1)
+if rcs ntari-ntp start; then fail "ntari-ntp started with domain_id = 999 in ntari.toml"; fi
+printf '%s\n' "$OUT" | grep -q "ntari.toml:$line: domain_id: 999 is out of range" ||
+  fail "the error does not name ntari.toml:$line: domain_id"
+expect_status ntari-domain stopped
+expect_status ntari-ntp stopped
+no_node ntp || fail "an ntari-ntp node runs"
+ok "ntari-ntp did not start; the error names /etc/ntari/ntari.toml:$line: domain_id"
+
+echo
+echo "== all OpenRC checks passed"

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs as PID 1 of the test's PID namespace, in its private mount namespace
+# (run.sh starts it with unshare): builds the test root and runs checks.sh
+# chrooted into it. Every mount made here disappears with the namespace.
+#
+# The root: an overlay with the real / as its (read-only) lower layer and a
+# tmpfs as upper layer, so installing OpenRC and the services, and all they
+# write, touch nothing outside. Inside: a new /proc (this PID namespace),
+# the host's /dev, a fresh tmpfs /run and /tmp, and no /sys (OpenRC would
+# move service processes into the host's cgroups through it).
+set -euo pipefail
+work=$NTOC_WORK repo=$NTOC_REPO cache=$NTOC_CACHE
+
+mount -t tmpfs -o mode=0755 ntoc-work "$work"
+mkdir "$work/upper" "$work/overlay-work" "$work/root"
+mount -t overlay ntoc-root -o "lowerdir=/,upperdir=$work/upper,workdir=$work/overlay-work" "$work/root"
+r=$work/root
+mount -t proc proc "$r/proc"
+mount --rbind /dev "$r/dev"
+mount -t tmpfs -o mode=0755 ntoc-run "$r/run"
+mount -t tmpfs -o mode=1777 ntoc-tmp "$r/tmp"
+
+# OpenRC: the unpacked packages over the overlay (Debian's /lib, /sbin and
+# /bin are symlinks into /usr: keep them).
+tar -C "$cache/root" -cf - . | tar -C "$r" -xf - --keep-directory-symlink
+# Only our services in /etc/init.d, so the dependency tree is ours alone
+# (the host's LSB scripts are hidden by the overlay, not removed).
+rm -rf "$r/etc/init.d" "$r/etc/runlevels"
+mkdir -p "$r/etc/init.d" "$r/etc/conf.d" "$r/etc/runlevels"/{sysinit,boot,default,nonetwork,shutdown}
+for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do
+  install -m 0755 "$repo/openrc/$svc.initd" "$r/etc/init.d/$svc"
+  install -m 0644 "$repo/openrc/$svc.confd" "$r/etc/conf.d/$svc"
+done
+# A fresh OpenRC state dir, as at boot.
+mkdir -p "$r/run/openrc"/{daemons,exclusive,failed,hotplugged,inactive,init.d,options,scheduled,started,starting,stopping,tmp,wasinactive}
+echo default >"$r/run/openrc/softlevel"
+
+# The binaries under test at their installed paths.
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-admin; do
+  : >"$r/usr/bin/$bin"
+  mount --bind "$cache/bin/$bin" "$r/usr/bin/$bin"
+done
+
+# The DHCP client's network namespace, reachable from inside the chroot
+# (whose /run is not the host's).
+: >"$r/run/ntoc-client.netns"
+mount --bind "/run/netns/$NTOC_NETNS" "$r/run/ntoc-client.netns"
+
+# NTARI configs: the node-wide one (random domain, DDS on loopback) and
+# the examples, on loopback and free high ports; DHCP on the veth pair.
+domain=$((100 + RANDOM % 100))
+ntp_port=$((20000 + RANDOM % 10000))
+dns_port=$((ntp_port + 1))
+metrics=$((30000 + RANDOM % 10000))
+rm -rf "$r/etc/ntari"
+mkdir -p "$r/etc/ntari/services"
+cat >"$r/etc/ntari/ntari.toml" <<EOF
+cooperative = "openrc-test"
+domain_id = $domain
+log_level = "info"
+dds_interfaces = ["127.0.0.1"]
+dds_peers = ["127.0.0.1"]
+EOF
+sed -e "s/^serve_port = .*/serve_port = $ntp_port/" "$repo/examples/ntp.toml" >"$r/etc/ntari/services/ntp.toml"
+sed -e "s/^port = .*/port = $dns_port/" "$repo/examples/dns.toml" >"$r/etc/ntari/services/dns.toml"
+sed -e "s/ntari-demo0/$NTOC_SERVER_IF/g" -e "s/192\.168\.77\./$NTOC_NET./g" \
+  "$repo/examples/dhcp.toml" >"$r/etc/ntari/services/dhcp.toml"
+grep -q "^serve_port = $ntp_port\$" "$r/etc/ntari/services/ntp.toml"
+grep -q "^port = $dns_port\$" "$r/etc/ntari/services/dns.toml"
+grep -q "\"$NTOC_SERVER_IF\"" "$r/etc/ntari/services/dhcp.toml"
+# Metrics on free ports too (the defaults 9701-9703 may be in use here).
+for svc in ntp dns dhcp; do
+  metrics=$((metrics + 1))
+  printf '\n# openrc test\nNTARI_ARGS="--metrics-port %s"\n' "$metrics" >>"$r/etc/conf.d/ntari-$svc"
+done
+
+export NTOC_DOMAIN=$domain NTOC_NTP_PORT=$ntp_port NTOC_DNS_PORT=$dns_port
+status=0
+chroot "$r" /usr/bin/env -i \
+  PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb LANG=C.UTF-8 \
+  NTOC_REPO="$repo" NTOC_DOMAIN="$domain" NTOC_NTP_PORT="$ntp_port" NTOC_DNS_PORT="$dns_port" \
+  NTOC_NET="$NTOC_NET" NTOC_SERVER_IF="$NTOC_SERVER_IF" NTOC_CLIENT_IF="$NTOC_CLIENT_IF" \
+  bash "$repo/tests/openrc/checks.sh" || status=$?
+exit "$status"
