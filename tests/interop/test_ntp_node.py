@@ -124,6 +124,23 @@ def test_kill_9_of_chronyd_health_false_at_once_and_restarted(ntp_node):
     assert not pid_alive(pid)
 
 
+def test_a_crash_during_a_probe_is_not_held_up_by_the_probe(ntp_node):
+    """chronyd stopped (SIGSTOP) leaves a probe (chronyc) waiting for its
+    answer; killing chronyd then must give health=false at once, not after
+    the probe's timeout."""
+    node = ntp_node("--autostart")
+    wait_health(node, True, 15)
+    pid = daemon_pid(node)
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(0.8)   # probes run every 0.5 s: one is now waiting on chronyd
+    node.health.skip()
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    wait_health(node, False, 0.15, "health=false at once although a probe was waiting")
+    print(f"kill -9 during a probe -> health=false after {(time.monotonic() - killed) * 1000:.0f} ms")
+    wait_health(node, True, 10, "health=true again after the restart")
+
+
 def test_deactivate_stops_chronyd(ntp_node):
     node = ntp_node("--autostart")
     wait_health(node, True, 15)

@@ -885,14 +885,11 @@ async fn serve<S: Service>(
     // When set, the daemon is down and will be started again at this time.
     let mut restart_at: Option<tokio::time::Instant> = None;
     let mut backoff = timing.backoff_initial;
+    // Set when the daemon's status changed while a probe or refresh was
+    // waiting on it: handled first thing in the next round.
+    let mut daemon_changed = false;
 
     loop {
-        let restart_sleep = async {
-            match restart_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         enum Event {
             Request(crate::lifecycle::LifecycleRequest),
             DaemonChanged,
@@ -906,7 +903,16 @@ async fn serve<S: Service>(
             Refresh,
             Stop,
         }
-        let event = tokio::select! {
+        let event = if std::mem::take(&mut daemon_changed) {
+            Event::DaemonChanged
+        } else {
+            let restart_sleep = async {
+                match restart_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
             r = lifecycle.next_request() => Event::Request(r),
             _ = daemon_events.changed() => Event::DaemonChanged,
             _ = state_events.changed() => Event::StateChanged,
@@ -920,6 +926,7 @@ async fn serve<S: Service>(
             _ = refresh_tick.tick(), if has_outputs => Event::Refresh,
             _ = sigterm.recv() => Event::Stop,
             _ = sigint.recv() => Event::Stop,
+            }
         };
         let mut force_publish = false;
         let health_tick_due = matches!(event, Event::Health);
@@ -969,7 +976,15 @@ async fn serve<S: Service>(
             Event::Probe => {
                 if lifecycle.state() == State::Active && lifecycle.callbacks().daemon_running() {
                     let host = lifecycle.callbacks_mut();
-                    host.probe().await;
+                    // A daemon that dies while the probe waits on it must
+                    // not wait for the probe's timeout: the exit is handled
+                    // (health=false published) right away.
+                    tokio::select! {
+                        _ = host.probe() => {}
+                        _ = daemon_events.changed() => {
+                            daemon_changed = true;
+                        }
+                    }
                     // A daemon that stayed up a whole crash-loop window has
                     // recovered: the next crash starts the backoff afresh.
                     if host
@@ -994,7 +1009,13 @@ async fn serve<S: Service>(
                 if lifecycle.state() != State::Active || !lifecycle.callbacks().daemon_running() {
                     continue;
                 }
-                let publications = lifecycle.callbacks_mut().refresh().await;
+                let publications = tokio::select! {
+                    p = lifecycle.callbacks_mut().refresh() => p,
+                    _ = daemon_events.changed() => {
+                        daemon_changed = true;
+                        Vec::new()
+                    }
+                };
                 let now = tokio::time::Instant::now();
                 let pace = if !publications.is_empty() {
                     let was_busy = refresh_busy_until.is_some();
