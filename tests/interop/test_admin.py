@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ def admin(ros_env, tmp_path):
                              env=ros_env, capture_output=True, text=True, timeout=timeout)
         return out.returncode, out.stdout, out.stderr
 
+    _run.env = ros_env
     return _run
 
 
@@ -113,12 +115,34 @@ def test_unknown_vanished_and_silent_nodes(admin, nodes, graph):
     code, table, _ = admin("status", "--timeout", "2")
     assert code == 3 and "/ntari/ntari_silent_node" in table and "NO ANSWER" in table, (code, table)
 
+    # A node that leaves the graph while a command waits for it.
+    binary = find_binary("ntari-admin")
+    waiting = subprocess.Popen([str(binary), "--node-config", "/nonexistent/ntari.toml", "lifecycle", "silent",
+                                "get", "--timeout", "3"], env=admin.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)   # found, its get_state request is waiting
+    discovery.remove_node("/ntari", "ntari_silent_node")
+    _, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 3 and "left the graph during the command" in err, (waiting.returncode, err)
+
     # A node killed outright leaves the graph: status stops listing it and
     # a command for it finds no such node.
     ntp.send_signal(signal.SIGKILL)
     wait_until(lambda: "ntp" not in status_json(admin)[1], 30, "the killed node gone from status")
     code, _, err = admin("lifecycle", "ntp", "get", "--timeout", "2")
     assert code == 5, err
+
+
+def test_watch_refreshes_until_interrupted(admin, nodes):
+    binary = find_binary("ntari-admin")
+    watch = subprocess.Popen([str(binary), "--node-config", "/nonexistent/ntari.toml", "watch", "--interval", "0.5"],
+                             env=admin.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    watch.send_signal(signal.SIGINT)
+    out, err = watch.communicate(timeout=15)
+    assert watch.returncode == 0, err
+    assert out.count("ntari-admin watch") >= 2, "refreshed more than once"
+    assert "/ntari/ntari_dns_node" in out and "active" in out, out[-2000:]
 
 
 def test_key_init_and_show(admin, tmp_path):
