@@ -349,6 +349,28 @@ struct InputStats {
 }
 
 impl<S: Service> ServiceHost<S> {
+    /// Unconfigured, no daemon yet.
+    fn new(service: S, paths: Paths, timing: Timing, metrics: Arc<Metrics>) -> Self {
+        ServiceHost {
+            inputs: vec![InputStats::default(); service.inputs().len()],
+            supervisor: Supervisor::new(S::DAEMON),
+            service,
+            paths,
+            timing,
+            config: None,
+            rendered: Vec::new(),
+            daemon: None,
+            version: None,
+            restarts: 0,
+            recent_exits: VecDeque::new(),
+            crash_loop: false,
+            last_probe: None,
+            last_good_probe: None,
+            last_error: None,
+            metrics,
+        }
+    }
+
     fn fail(&mut self, message: String) -> CallbackResult {
         tracing::error!("{message}");
         self.last_error = Some(message);
@@ -740,24 +762,7 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         ..Timing::default()
     };
     let inputs = subscribe_inputs(&node, service.inputs())?;
-    let host = ServiceHost {
-        inputs: vec![InputStats::default(); inputs.len()],
-        supervisor: Supervisor::new(S::DAEMON),
-        service,
-        paths,
-        timing,
-        config: None,
-        rendered: Vec::new(),
-        daemon: None,
-        version: None,
-        restarts: 0,
-        recent_exits: VecDeque::new(),
-        crash_loop: false,
-        last_probe: None,
-        last_good_probe: None,
-        last_error: None,
-        metrics: metrics.clone(),
-    };
+    let host = ServiceHost::new(service, paths, timing, metrics.clone());
     let mut lifecycle = LifecycleNode::new(&node, host)?;
     tracing::info!(
         node = %node.fully_qualified_name(),
@@ -1411,28 +1416,13 @@ mod tests {
     }
 
     fn host(dir: &Path) -> ServiceHost<Picky> {
-        ServiceHost {
-            service: Picky::default(),
-            paths: Paths {
-                config: dir.join("picky.toml"),
-                state_dir: dir.join("state"),
-                run_dir: dir.join("run"),
-            },
-            timing: Timing::default(),
-            supervisor: Supervisor::new("sleep"),
-            config: None,
-            rendered: Vec::new(),
-            daemon: None,
-            version: None,
-            restarts: 0,
-            recent_exits: VecDeque::new(),
-            crash_loop: false,
-            last_probe: None,
-            last_good_probe: None,
-            last_error: None,
-            metrics: Arc::new(Metrics::new("picky", &[]).unwrap()),
-            inputs: vec![InputStats::default()],
-        }
+        let paths = Paths {
+            config: dir.join("picky.toml"),
+            state_dir: dir.join("state"),
+            run_dir: dir.join("run"),
+        };
+        let metrics = Arc::new(Metrics::new("picky", &[]).unwrap());
+        ServiceHost::new(Picky::default(), paths, Timing::default(), metrics)
     }
 
     #[tokio::test]
