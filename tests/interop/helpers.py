@@ -116,3 +116,19 @@ def metric(port: int, name: str, **labels):
         if all(have.get(k) == v for k, v in labels.items()):
             return value
     return None
+
+
+def assert_configure_refused(node, text: str, where: str, file_name: str) -> None:
+    """Writes ``text`` as the node's config, asks ``configure`` and checks it
+    is refused: the node stays Unconfigured and alive, no daemon runs, and
+    status says why, naming ``file_name:`` and ``where`` (a key)."""
+    from ros_types import S, T  # the harness types; imported here to keep helpers light
+    node.config.write_text(text)
+    assert node.lc.change_state(T.CONFIGURE) is False, text
+    assert node.lc.get_state().id == S.UNCONFIGURED
+    assert node.proc.alive()
+    # A status about an earlier refusal may still be on its way: wait for this one's.
+    env = wait_status(node, lambda p: where in (p["last_error"] or ""), 5, f"the reason naming {where} in status")
+    reason = env["payload"]["last_error"]
+    assert reason.startswith("configure failed") and f"{file_name}:" in reason, reason
+    assert env["payload"]["daemon"]["running"] is False

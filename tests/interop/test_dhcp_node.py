@@ -40,7 +40,7 @@ import pytest
 
 import netns
 from conftest import find_binary
-from helpers import envelope, free_port, kea_command, metric, metrics, pid_alive, wait_health, wait_status, wait_until
+from helpers import assert_configure_refused, envelope, free_port, kea_command, metric, metrics, pid_alive, wait_health, wait_status, wait_until
 from rosgraph import Graph, ros_qos
 from ros_types import S, T, Bool, String
 
@@ -600,15 +600,7 @@ def test_invalid_config_fails_configure_with_the_reason(dhcp_node, client_net):
         (dhcp_toml(net, reclaim_interval=0), "reclaim_interval"),
     ]
     for text, where in cases:
-        node.config.write_text(text)
-        assert node.lc.change_state(T.CONFIGURE) is False, text
-        assert node.lc.get_state().id == S.UNCONFIGURED
-        assert node.proc.alive()
-        env = wait_status(node, lambda p, where=where: where in (p["last_error"] or ""), 5,
-                          f"the reason naming {where} in status")
-        reason = env["payload"]["last_error"]
-        assert reason.startswith("configure failed") and "dhcp.toml:" in reason, reason
-        assert env["payload"]["daemon"]["running"] is False
+        assert_configure_refused(node, text, where, "dhcp.toml")
     assert not (node.run / "kea-dhcp4.conf").exists() or "10.9.9" not in (node.run / "kea-dhcp4.conf").read_text()
     wait_health(node, False, 3)
     node.config.write_text(dhcp_toml(net))

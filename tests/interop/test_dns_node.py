@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_binary
-from helpers import envelope, free_dns_port, free_port, metric, metrics, pid_alive, wait_health, wait_status, wait_until
+from helpers import assert_configure_refused, envelope, free_dns_port, free_port, metric, metrics, pid_alive, wait_health, wait_status, wait_until
 from rosgraph import Graph, ros_qos
 from ros_types import S, T, Bool, String
 
@@ -463,16 +463,7 @@ def test_invalid_config_fails_configure_with_the_reason_and_the_node_stays_up(dn
         (dns_toml(port, hosts=(("hub", "192.168.50.300"),)), "addresses"),
     ]
     for text, where in cases:
-        node.config.write_text(text)
-        assert node.lc.change_state(T.CONFIGURE) is False, text
-        assert node.lc.get_state().id == S.UNCONFIGURED
-        assert node.proc.alive()
-        # A status about the previous case may still be on its way: wait for this one's.
-        env = wait_status(node, lambda p, where=where: where in (p["last_error"] or ""), 5,
-                          f"the reason naming {where} in status")
-        reason = env["payload"]["last_error"]
-        assert reason.startswith("configure failed") and "dns.toml:" in reason, reason
-        assert env["payload"]["daemon"]["running"] is False
+        assert_configure_refused(node, text, where, "dns.toml")
     wait_health(node, False, 3)
     # A valid file then configures and activates.
     node.config.write_text(dns_toml(port))
