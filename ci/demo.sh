@@ -5,7 +5,8 @@
 # would with the ros2 CLI (configure, activate, watch health and status,
 # deactivate), and stop it with SIGTERM. ntari-dns also answers dig;
 # ntari-dhcp gives a client in a demo network namespace a lease. Last, both
-# run together: the client's lease makes its name resolve.
+# run together: the client's lease makes its name resolve, and ntari-admin
+# status shows both nodes.
 # DDS stays on loopback (tests/cyclonedds-loopback.xml), on a random domain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ bash ci/setup.sh
 
 echo "== building"
 cargo build --quiet --example ntari_example_node -p ntari-examples
-cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp
+cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-admin
 
 export CYCLONEDDS_URI="file://$PWD/tests/cyclonedds-loopback.xml"
 export ROS_DOMAIN_ID=$((100 + RANDOM % 100))
@@ -103,6 +104,13 @@ target/debug/ntari-dns --config examples/dns.toml --state-dir "$work/dns-state" 
 extra_pids+=($!)
 echo "== ntari-dhcp (pid ${extra_pids[0]}) and ntari-dns (pid ${extra_pids[1]}) started with --autostart"
 .venv/bin/python ci/demo.py --together 15353 ntari-demo ntari-demo1
+sleep 6   # one probe round (5 s), so the summaries count the new lease
+echo
+echo "\$ ntari-admin status   # every service node on the domain, found through the graph"
+status_code=0
+target/debug/ntari-admin --node-config "$work/absent-ntari.toml" status || status_code=$?
+echo "(exit $status_code: 0 means every node is Active and healthy)"
+[ "$status_code" -eq 0 ]
 for pid in "${extra_pids[@]}"; do kill -TERM "$pid"; wait "$pid"; done
 extra_pids=()
 echo "both nodes exited"
