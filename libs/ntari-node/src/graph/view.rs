@@ -93,16 +93,4 @@ impl GraphView {
     pub async fn changed(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
     }
-
-    /// Collects rows for `settle` (discovery of the other participants and
-    /// their latched rows takes a few hundred ms), then lists the nodes.
-    pub async fn settle(&mut self, settle: Duration) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + settle;
-        while tokio::time::Instant::now() < deadline {
-            let left = deadline - tokio::time::Instant::now();
-            self.changed(left).await;
-            self.take();
-        }
-        self.nodes()
-    }
 }
