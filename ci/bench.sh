@@ -25,3 +25,7 @@ echo
 echo "== ntari-dhcp (release) against a plain kea-dhcp4 with the same config (perfdhcp in a namespace)"
 cargo build --quiet --release -p ntari-dhcp
 .venv/bin/python tests/interop/bench_dhcp.py --binary target/release/ntari-dhcp --rounds 4 --seconds 5 --cpu-window 30
+
+echo
+echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp and their daemons, idle (release)"
+.venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
