@@ -74,11 +74,16 @@ for svc in ntp dns dhcp; do
   printf '\n# openrc test\nNTARI_ARGS="--metrics-port %s"\n' "$metrics" >>"$r/etc/conf.d/ntari-$svc"
 done
 
+# The checkout at a fixed path inside: where it is outside (a CI clone under
+# /tmp, say) may be hidden by the fresh /tmp and /run above.
+mkdir -p "$r/ntoc-repo"
+mount --bind "$repo" "$r/ntoc-repo"
+
 export NTOC_DOMAIN=$domain NTOC_NTP_PORT=$ntp_port NTOC_DNS_PORT=$dns_port
 status=0
 chroot "$r" /usr/bin/env -i \
   PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb LANG=C.UTF-8 \
-  NTOC_REPO="$repo" NTOC_DOMAIN="$domain" NTOC_NTP_PORT="$ntp_port" NTOC_DNS_PORT="$dns_port" \
+  NTOC_REPO=/ntoc-repo NTOC_DOMAIN="$domain" NTOC_NTP_PORT="$ntp_port" NTOC_DNS_PORT="$dns_port" \
   NTOC_NET="$NTOC_NET" NTOC_SERVER_IF="$NTOC_SERVER_IF" NTOC_CLIENT_IF="$NTOC_CLIENT_IF" \
-  bash "$repo/tests/openrc/checks.sh" || status=$?
+  bash /ntoc-repo/tests/openrc/checks.sh || status=$?
 exit "$status"
