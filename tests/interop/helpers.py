@@ -5,6 +5,7 @@ ports, process liveness, bounded waits, and reading a node's log and status.
 import json
 import os
 import re
+import signal
 import socket
 import time
 import urllib.request
@@ -132,3 +133,22 @@ def assert_configure_refused(node, text: str, where: str, file_name: str) -> Non
     reason = env["payload"]["last_error"]
     assert reason.startswith("configure failed") and f"{file_name}:" in reason, reason
     assert env["payload"]["daemon"]["running"] is False
+
+
+def kill_daemon_and_see_restart(node, pid: int, daemon: str, false_within: float = 1.0) -> dict:
+    """``kill -9`` of the node's daemon ``pid``: health=false on the wire
+    within ``false_within`` s, true again after the node's restart, and a
+    status naming a new pid, one restart and the SIGKILL. Returns that
+    status payload."""
+    node.health.skip()
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    wait_health(node, False, false_within, f"health=false within {false_within} s of kill -9 of {daemon}")
+    print(f"kill -9 of {daemon} -> health=false seen after {(time.monotonic() - killed) * 1000:.0f} ms")
+    wait_health(node, True, 10, "health=true again after the restart")
+    env = wait_status(node, lambda p: p["daemon"]["running"] and p["daemon"]["pid"] != pid, 10, f"a new {daemon}")
+    payload = env["payload"]
+    assert payload["daemon"]["restarts"] == 1, payload["daemon"]
+    assert "SIGKILL" in (payload["daemon"]["last_exit"] or ""), payload["daemon"]
+    assert not pid_alive(pid)
+    return payload
