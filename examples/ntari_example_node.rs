@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use ntari_node::graph::{qos, Context, Publisher};
+use ntari_node::graph::{qos, Context, Publisher, TypeDescriptionServer};
 use ntari_node::lifecycle::{CallbackResult, LifecycleCallbacks, LifecycleNode, State};
+use ntari_node::msg::rcl_interfaces::ParameterValue;
 use ntari_node::msg::std_msgs::Bool;
+use ntari_node::parameters::{ParameterServer, Parameters};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -96,6 +98,20 @@ async fn publish_health(health: &Publisher<Bool>, mut state: watch::Receiver<Sta
     }
 }
 
+/// The standard parameters plus the options the node was started with.
+fn command_line_parameters(args: &Args) -> Parameters {
+    let steps = |steps: &[Step]| {
+        let names = steps.iter().filter_map(|s| s.to_possible_value());
+        ParameterValue::string_array(names.map(|v| v.get_name().to_string()).collect())
+    };
+    let mut parameters = Parameters::standard();
+    let from = "from the command line";
+    parameters.insert("autostart", ParameterValue::bool(args.autostart), from);
+    parameters.insert("fail_on", steps(&args.fail_on), from);
+    parameters.insert("error_on", steps(&args.error_on), from);
+    parameters
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn termination() {
     match (
@@ -123,6 +139,13 @@ async fn main() -> anyhow::Result<()> {
     let context = Context::from_env().context("cannot join the ROS 2 domain")?;
     let node = context.create_node("/ntari", "ntari_example_node")?;
     let health = node.create_publisher::<Bool>("example/health", qos::DEFAULT)?;
+    // The standard services of every ROS node: its type descriptions, and
+    // its command line as read-only parameters.
+    tokio::spawn(TypeDescriptionServer::new(&node)?.serve());
+    let (_parameters, parameters_rx) = watch::channel(command_line_parameters(&args));
+    let refusal = "the example node is set by its command line (--autostart, --fail-on, \
+                   --error-on): restart it with other options";
+    tokio::spawn(ParameterServer::new(&node, refusal)?.serve(parameters_rx));
     let mut lifecycle = LifecycleNode::new(
         &node,
         Example {

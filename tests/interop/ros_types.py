@@ -26,10 +26,11 @@ Python binding's native representation is XCDR1; ``rosgraph`` additionally
 pins writers to XCDR1 with the DataRepresentation QoS policy (see there).
 """
 
+import types
 from dataclasses import dataclass, field
 
 from cyclonedds.idl import IdlStruct
-from cyclonedds.idl.types import array, int32, int64, sequence, uint8, uint32, uint64
+from cyclonedds.idl.types import array, float64, int32, int64, sequence, uint8, uint32, uint64
 
 __all__ = [
     # std_msgs / builtin_interfaces
@@ -44,6 +45,10 @@ __all__ = [
     "GetState_Request", "GetState_Response",
     "GetAvailableStates_Request", "GetAvailableStates_Response",
     "GetAvailableTransitions_Request", "GetAvailableTransitions_Response",
+    # rcl_interfaces (parameters), type_description_interfaces
+    "ParameterValue", "Parameter", "ParameterDescriptor", "SetParametersResult",
+    "ListParametersResult", "ParameterEvent", "P",
+    "TypeDescriptionMsg", "GetTypeDescription_Request", "GetTypeDescription_Response",
     "SERVICE_TYPES", "dds_type_name",
     # ids and labels
     "STATE_LABELS", "TRANSITION_LABELS", "S", "T",
@@ -317,6 +322,203 @@ class GetAvailableTransitions_Response(
     available_transitions: sequence[TransitionDescription] = field(default_factory=list)
 
 
+# --------------------------------------------------------------------------
+# rcl_interfaces: parameters (jazzy .msg/.srv files, field for field)
+# --------------------------------------------------------------------------
+
+class P:
+    """rcl_interfaces/msg/ParameterType."""
+    NOT_SET = 0
+    BOOL = 1
+    INTEGER = 2
+    DOUBLE = 3
+    STRING = 4
+    BYTE_ARRAY = 5
+    BOOL_ARRAY = 6
+    INTEGER_ARRAY = 7
+    DOUBLE_ARRAY = 8
+    STRING_ARRAY = 9
+
+
+@dataclass
+class ParameterValue(IdlStruct, typename="rcl_interfaces::msg::dds_::ParameterValue_"):
+    type: uint8 = 0
+    bool_value: bool = False
+    integer_value: int64 = 0
+    double_value: float64 = 0.0
+    string_value: str = ""
+    byte_array_value: sequence[uint8] = field(default_factory=list)
+    bool_array_value: sequence[bool] = field(default_factory=list)
+    integer_array_value: sequence[int64] = field(default_factory=list)
+    double_array_value: sequence[float64] = field(default_factory=list)
+    string_array_value: sequence[str] = field(default_factory=list)
+
+    def python(self):
+        """The value as Python sees it (None when not set)."""
+        return {
+            P.NOT_SET: None, P.BOOL: self.bool_value, P.INTEGER: self.integer_value,
+            P.DOUBLE: self.double_value, P.STRING: self.string_value,
+            P.BYTE_ARRAY: list(self.byte_array_value), P.BOOL_ARRAY: list(self.bool_array_value),
+            P.INTEGER_ARRAY: list(self.integer_array_value),
+            P.DOUBLE_ARRAY: list(self.double_array_value),
+            P.STRING_ARRAY: list(self.string_array_value),
+        }[self.type]
+
+
+@dataclass
+class Parameter(IdlStruct, typename="rcl_interfaces::msg::dds_::Parameter_"):
+    name: str = ""
+    value: ParameterValue = field(default_factory=ParameterValue)
+
+
+@dataclass
+class FloatingPointRange(IdlStruct, typename="rcl_interfaces::msg::dds_::FloatingPointRange_"):
+    from_value: float64 = 0.0
+    to_value: float64 = 0.0
+    step: float64 = 0.0
+
+
+@dataclass
+class IntegerRange(IdlStruct, typename="rcl_interfaces::msg::dds_::IntegerRange_"):
+    from_value: int64 = 0
+    to_value: int64 = 0
+    step: uint64 = 0
+
+
+@dataclass
+class ParameterDescriptor(IdlStruct, typename="rcl_interfaces::msg::dds_::ParameterDescriptor_"):
+    name: str = ""
+    type: uint8 = 0
+    description: str = ""
+    additional_constraints: str = ""
+    read_only: bool = False
+    dynamic_typing: bool = False
+    floating_point_range: sequence[FloatingPointRange, 1] = field(default_factory=list)
+    integer_range: sequence[IntegerRange, 1] = field(default_factory=list)
+
+
+@dataclass
+class SetParametersResult(IdlStruct, typename="rcl_interfaces::msg::dds_::SetParametersResult_"):
+    successful: bool = False
+    reason: str = ""
+
+
+@dataclass
+class ListParametersResult(IdlStruct, typename="rcl_interfaces::msg::dds_::ListParametersResult_"):
+    names: sequence[str] = field(default_factory=list)
+    prefixes: sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class ParameterEvent(IdlStruct, typename="rcl_interfaces::msg::dds_::ParameterEvent_"):
+    stamp: Time = field(default_factory=Time)
+    node: str = ""
+    new_parameters: sequence[Parameter] = field(default_factory=list)
+    changed_parameters: sequence[Parameter] = field(default_factory=list)
+    deleted_parameters: sequence[Parameter] = field(default_factory=list)
+
+
+def _service(name: str, request_fields, response_fields):
+    """Request and response structs of ``pkg/srv/Name`` with the rmw header.
+
+    ``*_fields`` are ``(name, type, default)``; a callable default is a
+    factory (lists, nested structs)."""
+    pkg, _, srv = name.split("/")
+    made = []
+    for suffix, fields in (("Request", request_fields), ("Response", response_fields)):
+        fields = [("client_guid", uint64, 0), ("sequence_number", int64, 0), *fields]
+
+        def body(ns, fields=fields):
+            ns["__annotations__"] = {k: t for k, t, _ in fields}
+            for k, _, d in fields:
+                ns[k] = field(default_factory=d) if callable(d) else d
+
+        cls = types.new_class(f"{srv}_{suffix}", (IdlStruct,),
+                              {"typename": f"{pkg}::srv::dds_::{srv}_{suffix}_"}, body)
+        made.append(dataclass(cls))
+    return tuple(made)
+
+
+_names = ("names", sequence[str], list)
+PARAMETER_SERVICES = {
+    "rcl_interfaces/srv/ListParameters": _service(
+        "rcl_interfaces/srv/ListParameters",
+        [("prefixes", sequence[str], list), ("depth", uint64, 0)],
+        [("result", ListParametersResult, ListParametersResult)]),
+    "rcl_interfaces/srv/DescribeParameters": _service(
+        "rcl_interfaces/srv/DescribeParameters",
+        [_names], [("descriptors", sequence[ParameterDescriptor], list)]),
+    "rcl_interfaces/srv/GetParameters": _service(
+        "rcl_interfaces/srv/GetParameters",
+        [_names], [("values", sequence[ParameterValue], list)]),
+    "rcl_interfaces/srv/GetParameterTypes": _service(
+        "rcl_interfaces/srv/GetParameterTypes",
+        [_names], [("types", sequence[uint8], list)]),
+    "rcl_interfaces/srv/SetParameters": _service(
+        "rcl_interfaces/srv/SetParameters",
+        [("parameters", sequence[Parameter], list)],
+        [("results", sequence[SetParametersResult], list)]),
+    "rcl_interfaces/srv/SetParametersAtomically": _service(
+        "rcl_interfaces/srv/SetParametersAtomically",
+        [("parameters", sequence[Parameter], list)],
+        [("result", SetParametersResult, SetParametersResult)]),
+}
+
+
+# --------------------------------------------------------------------------
+# type_description_interfaces
+# --------------------------------------------------------------------------
+
+@dataclass
+class FieldType(IdlStruct, typename="type_description_interfaces::msg::dds_::FieldType_"):
+    type_id: uint8 = 0
+    capacity: uint64 = 0
+    string_capacity: uint64 = 0
+    nested_type_name: str = ""   # string<=255: the same bytes on the wire
+
+
+@dataclass
+class Field(IdlStruct, typename="type_description_interfaces::msg::dds_::Field_"):
+    name: str = ""
+    type: FieldType = field(default_factory=FieldType)
+    default_value: str = ""
+
+
+@dataclass
+class IndividualTypeDescription(
+        IdlStruct, typename="type_description_interfaces::msg::dds_::IndividualTypeDescription_"):
+    type_name: str = ""
+    fields: sequence[Field] = field(default_factory=list)
+
+
+@dataclass
+class TypeDescriptionMsg(IdlStruct, typename="type_description_interfaces::msg::dds_::TypeDescription_"):
+    type_description: IndividualTypeDescription = field(default_factory=IndividualTypeDescription)
+    referenced_type_descriptions: sequence[IndividualTypeDescription] = field(default_factory=list)
+
+
+@dataclass
+class TypeSource(IdlStruct, typename="type_description_interfaces::msg::dds_::TypeSource_"):
+    type_name: str = ""
+    encoding: str = ""
+    raw_file_contents: str = ""
+
+
+@dataclass
+class TdKeyValue(IdlStruct, typename="type_description_interfaces::msg::dds_::KeyValue_"):
+    key: str = ""
+    value: str = ""
+
+
+GetTypeDescription_Request, GetTypeDescription_Response = _service(
+    "type_description_interfaces/srv/GetTypeDescription",
+    [("type_name", str, ""), ("type_hash", str, ""), ("include_type_sources", bool, True)],
+    [("successful", bool, False), ("failure_reason", str, ""),
+     ("type_description", TypeDescriptionMsg, TypeDescriptionMsg),
+     ("type_sources", sequence[TypeSource], list),
+     ("extra_information", sequence[TdKeyValue], list)])
+
+
 # ROS service type name -> (request struct, response struct)
 SERVICE_TYPES = {
     "lifecycle_msgs/srv/ChangeState": (ChangeState_Request, ChangeState_Response),
@@ -324,4 +526,7 @@ SERVICE_TYPES = {
     "lifecycle_msgs/srv/GetAvailableStates": (GetAvailableStates_Request, GetAvailableStates_Response),
     "lifecycle_msgs/srv/GetAvailableTransitions": (
         GetAvailableTransitions_Request, GetAvailableTransitions_Response),
+    **PARAMETER_SERVICES,
+    "type_description_interfaces/srv/GetTypeDescription": (
+        GetTypeDescription_Request, GetTypeDescription_Response),
 }

@@ -68,8 +68,14 @@ from cyclonedds.idl.types import array, uint8  # noqa: E402
 from ros_types import (  # noqa: E402
     SERVICE_TYPES,
     Gid,
+    ListParametersResult,
     NodeEntitiesInfo,
+    Parameter,
+    ParameterDescriptor,
+    ParameterEvent,
+    ParameterValue,
     ParticipantEntitiesInfo,
+    SetParametersResult,
     State,
     Transition,
     TransitionDescription,
@@ -81,7 +87,7 @@ __all__ = [
     "ros_qos", "DEFAULT_QOS", "DISCOVERY_QOS", "XCDR1", "XCDR2",
     "topic_name", "request_topic", "reply_topic", "csid_to_string",
     "Graph", "Subscription", "RawSample", "NodeInfo", "Endpoint",
-    "ServiceClient", "ServiceServer", "LifecycleClient", "RawServiceSender", "raw_type",
+    "ServiceClient", "ServiceServer", "LifecycleClient", "ParameterClient", "RawServiceSender", "raw_type",
     "DiscoveryInfoPublisher", "user_data_value",
 ]
 
@@ -512,6 +518,9 @@ class Graph:
     def lifecycle_client(self, node_fqn: str) -> "LifecycleClient":
         return LifecycleClient(self, node_fqn)
 
+    def parameter_client(self, node_fqn: str) -> "ParameterClient":
+        return ParameterClient(self, node_fqn)
+
 
 # ---------------------------------------------------------------------------
 # Services
@@ -842,6 +851,54 @@ class LifecycleClient:
         """The next ``count`` transition events (in arrival order)."""
         return [self.events.wait_for(timeout=timeout, what=f"transition event {i + 1}/{count}")
                 for i in range(count)]
+
+
+class ParameterClient:
+    """``ros2 param`` for one node: the six parameter services, and
+    ``/parameter_events`` subscribed up front so no event is missed."""
+
+    SERVICES = {
+        "list": ("list_parameters", "rcl_interfaces/srv/ListParameters"),
+        "describe": ("describe_parameters", "rcl_interfaces/srv/DescribeParameters"),
+        "get": ("get_parameters", "rcl_interfaces/srv/GetParameters"),
+        "types": ("get_parameter_types", "rcl_interfaces/srv/GetParameterTypes"),
+        "set": ("set_parameters", "rcl_interfaces/srv/SetParameters"),
+        "set_atomically": ("set_parameters_atomically", "rcl_interfaces/srv/SetParametersAtomically"),
+    }
+
+    def __init__(self, graph: Graph, node_fqn: str):
+        self.node = node_fqn
+        self.clients = {key: graph.service_client(f"{node_fqn}/{name}", srv_type)
+                        for key, (name, srv_type) in self.SERVICES.items()}
+        self.events = graph.subscribe("/parameter_events", ParameterEvent,
+                                      Qos(Policy.Reliability.Reliable(duration(seconds=1)),
+                                          Policy.Durability.Volatile, Policy.History.KeepLast(1000)))
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        return bool(_poll_until(lambda: all(c.is_ready() for c in self.clients.values()), timeout))
+
+    def list(self, prefixes=(), depth: int = 0, timeout: float = 5.0) -> ListParametersResult:
+        return self.clients["list"].call(timeout, prefixes=list(prefixes), depth=depth).result
+
+    def describe(self, names, timeout: float = 5.0) -> List[ParameterDescriptor]:
+        return list(self.clients["describe"].call(timeout, names=list(names)).descriptors)
+
+    def get(self, names, timeout: float = 5.0) -> List[ParameterValue]:
+        return list(self.clients["get"].call(timeout, names=list(names)).values)
+
+    def types(self, names, timeout: float = 5.0) -> List[int]:
+        return list(self.clients["types"].call(timeout, names=list(names)).types)
+
+    def set(self, parameters: List[Parameter], timeout: float = 5.0) -> List[SetParametersResult]:
+        return list(self.clients["set"].call(timeout, parameters=parameters).results)
+
+    def set_atomically(self, parameters: List[Parameter], timeout: float = 5.0) -> SetParametersResult:
+        return self.clients["set_atomically"].call(timeout, parameters=parameters).result
+
+    def dump(self, timeout: float = 5.0) -> Dict[str, Any]:
+        """Every parameter and its value, as ``ros2 param dump`` collects them."""
+        names = list(self.list(timeout=timeout).names)
+        return {n: v.python() for n, v in zip(names, self.get(names, timeout=timeout))}
 
 
 # ---------------------------------------------------------------------------

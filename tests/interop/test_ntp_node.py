@@ -8,6 +8,7 @@ the graph exactly as `ros2 lifecycle` / `ros2 topic echo` would.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -264,3 +265,32 @@ def test_diagnostics_follow_health(ntp_node, graph):
     assert values["stratum"].isdigit() and "synchronised" in values, values   # probe detail flattened
     assert node.lc.change_state(T.DEACTIVATE) is True
     diagnostics.wait_for(lambda s: not ours(s, DiagnosticStatus.OK), timeout=5, what="non-OK after deactivate")
+
+
+def test_a_leftover_daemon_is_stopped_and_sigterm_meanwhile_waits(ntp_node, tmp_path, launch):
+    """A node killed with SIGKILL may leave its daemon behind (one that
+    changed its user lost the parent-death signal). The next start stops
+    what the run dir's record names (SIGTERM, SIGKILL after the 10 s stop
+    timeout for one that ignores it) before it starts its own; a SIGTERM to
+    the node meanwhile is not fatal: the node finishes the step, then shuts
+    down in order (exit 0)."""
+    fake = tmp_path / "bin" / "chronyd"          # what the kernel would call it
+    fake.parent.mkdir()
+    shutil.copy("/bin/sleep", fake)
+    # SIG_IGN survives exec: a leftover that ignores SIGTERM.
+    leftover = launch("/bin/sh", "-c", f"trap '' TERM; exec {fake} 120", name="leftover")
+    wait_until(lambda: Path(f"/proc/{leftover.pid}/comm").read_text().strip() == "chronyd", 5, "the fake leftover")
+    start_time = Path(f"/proc/{leftover.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    run = tmp_path / "node" / "run"
+    run.mkdir(parents=True)
+    (run / "ntari-chronyd.pid").write_text(f"{leftover.pid} {start_time} chronyd\n")
+
+    node = ntp_node("--autostart", wait_ready=False)
+    log = node.proc.stderr_path
+    wait_until(lambda: "left behind" in log.read_text(errors="replace"), 10, "the node noticing the leftover")
+    node.proc.send_signal(signal.SIGTERM)
+    assert leftover.wait(15) == -signal.SIGKILL, "the leftover ignores SIGTERM: SIGKILL after the timeout"
+    assert node.proc.wait(20) == 0, "SIGTERM during start-up: an orderly exit after it"
+    text = log.read_text(errors="replace")
+    assert "to=finalized" in text, "the shutdown transition ran"
+    assert not (run / "ntari-chronyd.pid").exists()

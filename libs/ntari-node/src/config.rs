@@ -715,10 +715,10 @@ pub fn validate_log_level(filter: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
     use std::ffi::OsString;
 
-    #[derive(Debug, Deserialize, Clone, PartialEq)]
+    #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
     #[serde(deny_unknown_fields)]
     struct Svc {
         name: String,
@@ -728,14 +728,14 @@ mod tests {
         peers: Vec<Peer>,
     }
 
-    #[derive(Debug, Deserialize, Clone, PartialEq)]
+    #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
     #[serde(deny_unknown_fields)]
     struct Upstream {
         servers: Vec<String>,
         port: u16,
     }
 
-    #[derive(Debug, Deserialize, Clone, PartialEq)]
+    #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
     #[serde(deny_unknown_fields)]
     struct Peer {
         name: String,

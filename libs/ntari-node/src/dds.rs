@@ -231,18 +231,29 @@ fn matched_handles(handle: c::dds_entity_t, list: MatchedListFn) -> Vec<c::dds_i
     handles
 }
 
-/// Copies the user_data QoS out of builtin-topic endpoint data and frees it.
+/// What discovery says about a remote endpoint matched with one of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedEndpoint {
+    /// Its DDS GUID; the first two bytes of most vendors' GUIDs are their
+    /// RTPS vendor id (01.10 Cyclone DDS, 01.0f Fast DDS).
+    pub guid: [u8; 16],
+    pub user_data: Vec<u8>,
+}
+
+/// Copies GUID and user_data QoS out of builtin-topic endpoint data and
+/// frees it.
 ///
 /// # Safety
 /// `ep` must be null or a pointer returned by `dds_get_matched_*_data`.
-unsafe fn take_endpoint_user_data(ep: *mut c::dds_builtintopic_endpoint_t) -> Option<Vec<u8>> {
+unsafe fn take_endpoint(ep: *mut c::dds_builtintopic_endpoint_t) -> Option<MatchedEndpoint> {
     if ep.is_null() {
         return None;
     }
+    let guid = (*ep).key.v;
     let mut value: *mut c_void = ptr::null_mut();
     let mut size: usize = 0;
     let found = c::dds_qget_userdata((*ep).qos, &mut value, &mut size);
-    let data = if found && !value.is_null() {
+    let user_data = if found && !value.is_null() {
         let bytes = std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec();
         c::dds_free(value);
         bytes
@@ -250,7 +261,7 @@ unsafe fn take_endpoint_user_data(ep: *mut c::dds_builtintopic_endpoint_t) -> Op
         Vec::new()
     };
     c::dds_builtintopic_free_endpoint(ep);
-    Some(data)
+    Some(MatchedEndpoint { guid, user_data })
 }
 
 /// An endpoint entity and its topic, created with a listener that wakes a
@@ -435,11 +446,12 @@ impl Writer {
             .into_iter()
             // SAFETY: invariant 4; the pointer comes straight from Cyclone.
             .filter_map(|ih| unsafe {
-                take_endpoint_user_data(c::dds_get_matched_subscription_data(
+                take_endpoint(c::dds_get_matched_subscription_data(
                     self.endpoint.handle,
                     ih,
                 ))
             })
+            .map(|ep| ep.user_data)
             .collect()
     }
 }
@@ -560,15 +572,21 @@ impl Reader {
         out
     }
 
-    /// The user_data of the matched writer with this instance handle.
-    pub fn matched_writer_user_data(&self, publication_handle: u64) -> Option<Vec<u8>> {
+    /// The matched writer with this instance handle (None once it is gone).
+    pub fn matched_writer(&self, publication_handle: u64) -> Option<MatchedEndpoint> {
         // SAFETY: invariant 4.
         unsafe {
-            take_endpoint_user_data(c::dds_get_matched_publication_data(
+            take_endpoint(c::dds_get_matched_publication_data(
                 self.endpoint.handle,
                 publication_handle,
             ))
         }
+    }
+
+    /// The user_data of the matched writer with this instance handle.
+    pub fn matched_writer_user_data(&self, publication_handle: u64) -> Option<Vec<u8>> {
+        self.matched_writer(publication_handle)
+            .map(|ep| ep.user_data)
     }
 
     /// Instance handles of the writers matched with this reader now; a

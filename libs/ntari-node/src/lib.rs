@@ -4,7 +4,8 @@
 //!   spoken as rmw_cyclonedds speaks it, directly on Cyclone DDS;
 //! - [`lifecycle`]: the ROS 2 managed-node state machine and its services;
 //! - [`msg`]: the ROS message and service types the nodes use;
-//! - [`typehash`]: Jazzy RIHS01 type hashes for endpoint user_data.
+//! - [`typehash`]: Jazzy RIHS01 type hashes for endpoint user_data;
+//! - [`parameters`]: read-only ROS parameters showing the effective config.
 //!
 //! `dds` is the only module with `unsafe` code (see its invariants).
 //! Nothing here is specific to one network service.
@@ -16,6 +17,7 @@ pub mod graph;
 pub mod lifecycle;
 pub mod metrics;
 pub mod msg;
+pub mod parameters;
 pub mod runtime;
 pub mod service;
 pub mod signing;

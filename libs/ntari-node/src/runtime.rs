@@ -35,15 +35,16 @@ use tokio::sync::watch;
 
 use crate::config::{self, NodeConfig};
 use crate::fsutil;
-use crate::graph::{qos, Context, Node, Publisher, Subscription};
+use crate::graph::{qos, Context, Node, Publisher, Subscription, TypeDescriptionServer};
 use crate::lifecycle::{CallbackResult, LifecycleCallbacks, LifecycleNode, State};
 use crate::metrics::{self, Metrics};
 use crate::msg::builtin_interfaces::Time;
 use crate::msg::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msg::std_msgs::{Bool, Header, StringMsg};
+use crate::parameters::{ParameterServer, Parameters};
 use crate::service::{Input, Paths, ProbeReport, Publication, Reload, RenderedFile, Service};
 use crate::signing::NodeKey;
-use crate::supervisor::{Daemon, DaemonStatus, Supervisor};
+use crate::supervisor::{self, Daemon, DaemonRecord, DaemonStatus, Supervisor};
 
 /// Tunables with the defaults DESIGN.md fixes; tests shorten some.
 #[derive(Debug, Clone)]
@@ -338,6 +339,9 @@ struct ServiceHost<S: Service> {
     metrics: Arc<Metrics>,
     /// One per [`Service::inputs`] entry, in the same order.
     inputs: Vec<InputStats>,
+    /// The effective config as read-only ROS parameters, for the
+    /// parameter services (updated by [`ServiceHost::set_config`]).
+    parameters: watch::Sender<Parameters>,
 }
 
 /// What arrived on one graph input, for status.
@@ -368,7 +372,29 @@ impl<S: Service> ServiceHost<S> {
             last_good_probe: None,
             last_error: None,
             metrics,
+            parameters: watch::channel(Parameters::standard()).0,
         }
+    }
+
+    /// The only way `config` changes, so the parameters always show it.
+    fn set_config(&mut self, config: Option<S::Config>) {
+        let mut parameters = Parameters::standard();
+        if let Some(config) = &config {
+            match serde_json::to_value(config) {
+                Ok(json) => parameters.insert_json(
+                    "",
+                    &json,
+                    &format!("from {}", self.paths.config.display()),
+                ),
+                Err(e) => tracing::warn!(error = %e, "the config cannot be shown as parameters"),
+            }
+        }
+        self.parameters.send_if_modified(|current| {
+            let changed = *current != parameters;
+            *current = parameters;
+            changed
+        });
+        self.config = config;
     }
 
     fn fail(&mut self, message: String) -> CallbackResult {
@@ -451,6 +477,10 @@ impl<S: Service> ServiceHost<S> {
         }
         let command = self.service.daemon_command(config, &self.paths);
         let daemon = self.supervisor.start(&command).map_err(|e| e.to_string())?;
+        let record = DaemonRecord::of(daemon.pid(), &command.program);
+        if let Err(e) = record.map_or(Ok(()), |r| r.save(&self.daemon_record())) {
+            tracing::warn!(error = %e, "could not record the daemon's pid; if this node is killed, its next start cannot stop the daemon");
+        }
         self.daemon = Some(daemon);
         self.service.daemon_started();
         Ok(())
@@ -459,8 +489,14 @@ impl<S: Service> ServiceHost<S> {
     async fn stop_daemon(&mut self) {
         if let Some(daemon) = self.daemon.take() {
             daemon.stop(self.timing.stop_timeout).await;
+            let _ = std::fs::remove_file(self.daemon_record());
         }
         self.last_good_probe = None;
+    }
+
+    /// Where the running daemon's [`DaemonRecord`] is kept.
+    fn daemon_record(&self) -> PathBuf {
+        self.paths.run_dir.join(format!("ntari-{}.pid", S::DAEMON))
     }
 
     /// Brings a running daemon up to date with files just rendered for
@@ -571,7 +607,7 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
     async fn on_configure(&mut self) -> CallbackResult {
         match self.load_and_render().await {
             Ok((config, rendered)) => {
-                self.config = Some(config);
+                self.set_config(Some(config));
                 self.rendered = rendered.files;
                 if self.version.is_none() {
                     if let Some(cmd) = self.service.version_command() {
@@ -631,7 +667,7 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
 
     async fn on_cleanup(&mut self) -> CallbackResult {
         self.remove_rendered();
-        self.config = None;
+        self.set_config(None);
         CallbackResult::Success
     }
 
@@ -643,7 +679,7 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
     async fn on_error(&mut self, _from: State) -> CallbackResult {
         self.stop_daemon().await;
         self.remove_rendered();
-        self.config = None;
+        self.set_config(None);
         CallbackResult::Success
     }
 }
@@ -705,6 +741,10 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
     if let Some(NodeCommand::CheckConfig) = args.command {
         return check_config(&service, &paths).await;
     }
+    // First thing: a SIGTERM while a leftover daemon is stopped or the
+    // autostart runs must wait for that step and then shut down in order,
+    // not kill the node outright.
+    let signals = Signals::install()?;
 
     let key_path = args
         .key
@@ -762,7 +802,22 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         ..Timing::default()
     };
     let inputs = subscribe_inputs(&node, service.inputs())?;
+    let refusal = format!(
+        "the settings of this node live in {}: edit that file, then `rc-service ntari-{} reload` \
+         (or send the node SIGHUP)",
+        paths.config.display(),
+        S::NAME
+    );
     let host = ServiceHost::new(service, paths, timing, metrics.clone());
+    // A previous run killed without an orderly shutdown may have left its
+    // daemon running (one that changed its user lost the parent-death
+    // signal); it would hold the ports the new one needs.
+    supervisor::stop_leftover(&host.daemon_record(), host.timing.stop_timeout).await;
+    // Standard services of every ROS node; they run as tasks of their own
+    // beside the event loop (they answer from the node's type cache and
+    // from the parameters the host publishes, never from its state).
+    tokio::spawn(TypeDescriptionServer::new(&node)?.serve());
+    tokio::spawn(ParameterServer::new(&node, refusal)?.serve(host.parameters.subscribe()));
     let mut lifecycle = LifecycleNode::new(&node, host)?;
     tracing::info!(
         node = %node.fully_qualified_name(),
@@ -785,7 +840,7 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    serve(&node, &mut lifecycle, &mut outputs, &inputs, &key).await;
+    serve(&node, &mut lifecycle, &mut outputs, &inputs, &key, signals).await;
     let _ = stop_metrics_tx.send(true);
     Ok(())
 }
@@ -852,6 +907,26 @@ async fn check_config<S: Service>(service: &S, paths: &Paths) -> anyhow::Result<
     }
 }
 
+/// The signals a node acts on. Installed once, early: from then on they
+/// are queued for the event loop instead of ending the process.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let listen = |kind| signal(kind).context("cannot install signal handlers");
+        Ok(Signals {
+            terminate: listen(SignalKind::terminate())?,
+            interrupt: listen(SignalKind::interrupt())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// The event loop: lifecycle requests, daemon exits, probes, publishing,
 /// restarts, SIGHUP reloads; returns after an orderly shutdown.
 async fn serve<S: Service>(
@@ -860,15 +935,13 @@ async fn serve<S: Service>(
     outputs: &mut Outputs,
     inputs: &[(Input, Subscription<StringMsg>)],
     key: &NodeKey,
+    signals: Signals,
 ) {
-    let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
+    let Signals {
+        terminate: mut sigterm,
+        interrupt: mut sigint,
+        hangup: mut sighup,
+    } = signals;
     let mut daemon_events = lifecycle.callbacks().supervisor.watch();
     let mut state_events = lifecycle.watch_state();
     let timing = lifecycle.callbacks().timing.clone();
@@ -1131,7 +1204,7 @@ async fn reload<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>) {
         return;
     }
     let how = host.service.reload(&old, &new);
-    host.config = Some(new);
+    host.set_config(Some(new));
     if state != State::Active {
         host.rendered = rendered.files;
         tracing::info!("SIGHUP: new config will be used at the next activate");
@@ -1147,7 +1220,7 @@ async fn reload<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>) {
         Ok(()) => host.rendered = rendered.files,
         Err(e) => {
             restore_rendered(rendered.previous);
-            host.config = Some(old);
+            host.set_config(Some(old));
             let message = format!(
                 "reload refused by {}, which keeps running its previous config: {e}",
                 S::DAEMON
@@ -1352,7 +1425,7 @@ mod tests {
         heard: String,
     }
 
-    #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
     #[serde(deny_unknown_fields)]
     struct PickyConfig {
         word: String,
@@ -1503,11 +1576,34 @@ mod tests {
         assert_eq!(status["/picky/word"]["rejected"], 1);
 
         // A state the daemon's checker refuses is rolled back.
-        host.config = Some(PickyConfig { word: "go".into() });
+        host.set_config(Some(PickyConfig { word: "go".into() }));
         host.take_input(0, "/picky/word", "od", false).await;
         assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good");
         host.take_input(0, "/picky/word", "ne", false).await;
         assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good");
+    }
+
+    #[tokio::test]
+    async fn parameters_show_the_config_the_node_runs() {
+        use crate::msg::rcl_interfaces::ParameterValue;
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let parameters = host.parameters.subscribe();
+        let word = |p: &watch::Receiver<Parameters>| p.borrow().get("word").cloned();
+        assert_eq!(word(&parameters), None, "unconfigured: no config to show");
+        assert!(parameters.borrow().get("use_sim_time").is_some());
+
+        std::fs::write(&host.paths.config, "word = \"good\"\n").unwrap();
+        assert_eq!(host.on_configure().await, CallbackResult::Success);
+        assert_eq!(word(&parameters), Some(ParameterValue::string("good")));
+
+        // A config the checker refuses changes nothing shown.
+        std::fs::write(&host.paths.config, "word = \"bad\"\n").unwrap();
+        assert_eq!(host.on_configure().await, CallbackResult::Failure);
+        assert_eq!(word(&parameters), Some(ParameterValue::string("good")));
+
+        assert_eq!(host.on_cleanup().await, CallbackResult::Success);
+        assert_eq!(word(&parameters), None);
     }
 
     #[tokio::test]

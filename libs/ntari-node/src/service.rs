@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Where a node keeps its files. Every path can be overridden on the
 /// command line so tests run in temporary directories.
@@ -199,7 +200,17 @@ impl ConfigIssue {
 pub trait Service: Send + Sync + 'static {
     /// The service config: the contents of `/etc/ntari/services/<name>.toml`.
     /// Use `#[serde(deny_unknown_fields)]` so typos are reported, not ignored.
-    type Config: DeserializeOwned + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static;
+    /// It is also `Serialize`: the runtime shows the effective config (with
+    /// defaults) as read-only ROS parameters, so serialise it in the form
+    /// the TOML file takes.
+    type Config: DeserializeOwned
+        + Serialize
+        + Clone
+        + PartialEq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static;
 
     /// Short name: `ntp` gives node `/ntari/ntari_ntp_node` and topics
     /// `/ntari/ntp/health`, `/ntari/ntp/status`.

@@ -9,6 +9,12 @@
 //!   even by SIGKILL. The parent-death signal fires when the *thread* that
 //!   forked exits, so nodes spawn daemons from the main thread (the runtime
 //!   is tokio's current-thread flavour).
+//!   A daemon that changes its own user (dnsmasq drops to `dnsmasq`) loses
+//!   that signal: Linux clears it on a change of credentials. For those the
+//!   node keeps a [`DaemonRecord`] in its run dir, and a node that starts
+//!   after a SIGKILL stops what the record names before anything else
+//!   (OpenRC respawns a killed node at once), so the orphan neither keeps
+//!   the daemon's ports nor serves an old config for long.
 //! - Every exit is reported once on the [`DaemonStatus`] watch channel, with
 //!   the run's generation number so stale reports are never confused with
 //!   the current run.
@@ -250,6 +256,109 @@ impl Daemon {
     }
 }
 
+/// Which process a node's daemon is, kept in the run dir while it runs:
+/// `<pid> <start time in clock ticks> <comm>`. The start time and name make
+/// sure a record never names an unrelated process that reuses the pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonRecord {
+    pub pid: u32,
+    pub start_time: u64,
+    pub comm: String,
+}
+
+impl DaemonRecord {
+    /// The record of process `pid`, which runs (or is about to exec)
+    /// `program`: its start time from /proc, and the name the kernel gives
+    /// the process once it runs `program` (the file name, cut to 15 bytes).
+    pub fn of(pid: u32, program: &str) -> Option<Self> {
+        let (start_time, _, _) = proc_stat(pid)?;
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let mut cut = name.len().min(15);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Some(DaemonRecord {
+            pid,
+            start_time,
+            comm: name[..cut].to_string(),
+        })
+    }
+
+    /// Writes the record atomically (a half-written one would be ignored,
+    /// but never a wrong one used).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let text = format!("{} {} {}\n", self.pid, self.start_time, self.comm);
+        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
+    }
+
+    pub fn load(path: &std::path::Path) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut parts = text.split_whitespace();
+        let record = DaemonRecord {
+            pid: parts.next()?.parse().ok()?,
+            start_time: parts.next()?.parse().ok()?,
+            comm: parts.next()?.to_string(),
+        };
+        parts.next().is_none().then_some(record)
+    }
+
+    /// True while the recorded process itself still runs (not a zombie, and
+    /// not another process that got the same pid).
+    pub fn is_alive(&self) -> bool {
+        proc_stat(self.pid).is_some_and(|(start, comm, state)| {
+            start == self.start_time && comm == self.comm && state != 'Z'
+        })
+    }
+}
+
+/// Start time, name and state of process `pid`, from /proc/<pid>/stat.
+fn proc_stat(pid: u32) -> Option<(u64, String, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let mut rest = stat.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    // Field 22 of stat is the start time; `state` was field 3.
+    let start_time = rest.nth(18)?.parse().ok()?;
+    Some((start_time, comm, state))
+}
+
+/// Stops the daemon a previous run of this node left running, if the
+/// record at `path` names one: SIGTERM to its process group, SIGKILL after
+/// `timeout`. Removes the record. Returns the stopped daemon's record.
+pub async fn stop_leftover(path: &std::path::Path, timeout: Duration) -> Option<DaemonRecord> {
+    let record = DaemonRecord::load(path);
+    let _ = std::fs::remove_file(path);
+    let record = record.filter(DaemonRecord::is_alive)?;
+    tracing::warn!(
+        daemon = %record.comm,
+        pid = record.pid,
+        "stopping the daemon a previous run of this node left behind (the node was killed \
+         without an orderly shutdown)"
+    );
+    let group = Pid::from_raw(i32::try_from(record.pid).ok()?);
+    let signal = |sig: Signal| {
+        // Its own process group, as we started it; else the process alone.
+        if killpg(group, sig).is_err() {
+            let _ = nix::sys::signal::kill(group, sig);
+        }
+    };
+    signal(Signal::SIGTERM);
+    let deadline = Instant::now() + timeout;
+    while record.is_alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if record.is_alive() {
+        signal(Signal::SIGKILL);
+        while record.is_alive() && Instant::now() < deadline + Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Some(record)
+}
+
 fn describe_exit(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -309,6 +418,7 @@ fn which(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     fn sh(script: &str) -> Command {
         Command::new("sh", ["-c", script])
@@ -341,6 +451,50 @@ mod tests {
         daemon.stop(Duration::from_millis(300)).await;
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert!(sup.status().last_exit.unwrap().contains("SIGKILL"));
+    }
+
+    #[tokio::test]
+    async fn a_recorded_leftover_is_stopped_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ntari-sleep.pid");
+        // A process group of its own, as the supervisor starts daemons.
+        let mut leftover = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let record = DaemonRecord::of(leftover.id(), "/bin/sleep").unwrap();
+        assert_eq!(record.comm, "sleep");
+        record.save(&path).unwrap();
+        assert_eq!(DaemonRecord::load(&path), Some(record.clone()));
+        assert!(record.is_alive());
+
+        // A record whose start time does not match names another process.
+        let stranger = DaemonRecord {
+            start_time: record.start_time + 1,
+            ..record.clone()
+        };
+        stranger.save(&path).unwrap();
+        assert_eq!(stop_leftover(&path, Duration::from_secs(2)).await, None);
+        assert!(
+            leftover.try_wait().unwrap().is_none(),
+            "not ours: left alone"
+        );
+        assert!(!path.exists());
+
+        record.save(&path).unwrap();
+        assert_eq!(
+            stop_leftover(&path, Duration::from_secs(2)).await,
+            Some(record)
+        );
+        let status = leftover.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(Signal::SIGTERM as i32));
+        assert!(!path.exists());
+
+        std::fs::write(&path, "garbage").unwrap();
+        assert_eq!(stop_leftover(&path, Duration::from_secs(1)).await, None);
+        assert_eq!(stop_leftover(&path, Duration::from_secs(1)).await, None);
     }
 
     #[tokio::test]

@@ -129,11 +129,14 @@ impl FieldType {
     }
 }
 
-/// `type_description_interfaces/msg/Field` (default values are never hashed).
+/// `type_description_interfaces/msg/Field`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
     pub name: String,
     pub field_type: FieldType,
+    /// The `.msg` default as rosidl writes it (`False`, `True`, `0`), empty
+    /// for none. Served by `~/get_type_description`, never hashed.
+    pub default_value: String,
 }
 
 impl Field {
@@ -141,7 +144,15 @@ impl Field {
         Field {
             name: name.to_owned(),
             field_type,
+            default_value: String::new(),
         }
+    }
+
+    /// The same field with a `.msg` default value (`bool read_only false`
+    /// becomes `with_default("False")`, as rosidl renders it).
+    pub fn with_default(mut self, value: &str) -> Self {
+        self.default_value = value.to_owned();
+        self
     }
 }
 

@@ -10,10 +10,10 @@ use std::str::FromStr;
 use ntari_node::service::ConfigIssue;
 use ntari_node::validate::{dns_name as check_dns_name, interface_name as check_interface_name};
 use ntari_schemas::leases::MacAddr;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every key but `interfaces` and `subnets` is optional; defaults per field.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DhcpConfig {
     /// Interfaces Kea answers on, e.g. `["br-lan"]`. Required.
@@ -57,7 +57,7 @@ impl Default for DhcpConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Debug,
@@ -79,7 +79,7 @@ impl LogLevel {
 }
 
 /// One `[[subnets]]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subnet {
     /// Kea's subnet id; leases refer to it, so it must stay the same when
@@ -110,7 +110,7 @@ pub struct Subnet {
 }
 
 /// One `[[subnets.reservations]]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reservation {
     pub mac: MacAddr,
@@ -194,6 +194,12 @@ impl Pool {
     }
 }
 
+impl fmt::Display for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.kea_form())
+    }
+}
+
 impl FromStr for Pool {
     type Err = String;
 
@@ -217,7 +223,9 @@ impl FromStr for Pool {
     }
 }
 
-macro_rules! deserialize_from_str {
+/// Values written as one string in dhcp.toml: parsed with `FromStr`,
+/// written back with `Display` (the form the parser takes).
+macro_rules! serde_as_string {
     ($type:ty) => {
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -225,10 +233,16 @@ macro_rules! deserialize_from_str {
                 text.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
     };
 }
-deserialize_from_str!(Cidr);
-deserialize_from_str!(Pool);
+serde_as_string!(Cidr);
+serde_as_string!(Pool);
 
 impl Subnet {
     /// The id Kea uses: `id`, or the 1-based position.
@@ -397,6 +411,54 @@ mod tests {
         assert_eq!(pools[1].kea_form(), "192.168.50.200 - 192.168.50.209");
         assert_eq!(pools[2].kea_form(), "192.168.50.224 - 192.168.50.239");
         assert_eq!(c.subnets[0].kea_id(0), 1);
+    }
+
+    #[test]
+    fn serialising_gives_back_what_the_admin_wrote() {
+        // The node shows its config as ROS parameters from this form.
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/dhcp.toml"
+        ))
+        .unwrap();
+        let full = r#"
+            interfaces = ["br-lan", "wlan0"]
+            lease_time = 600
+            domain_name = "coop.lan"
+            dns_servers = ["192.168.50.1"]
+            ntp_servers = ["192.168.50.1"]
+            log_level = "debug"
+            reclaim_interval = 5
+            hooks_dir = "/usr/lib/kea/hooks"
+            [[subnets]]
+            id = 7
+            subnet = "192.168.50.0/24"
+            pools = ["192.168.50.100 - 192.168.50.199", "192.168.50.224/28"]
+            router = "192.168.50.1"
+            lease_time = 60
+            domain_name = "lab.coop.lan"
+            dns_servers = ["192.168.50.2"]
+            ntp_servers = []
+            [[subnets.reservations]]
+            mac = "52:54:00:12:34:56"
+            ip = "192.168.50.10"
+            hostname = "printer"
+        "#;
+        for text in [example.as_str(), full] {
+            let c = config(text);
+            let again: DhcpConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+            assert_eq!(again, c);
+        }
+        let json = serde_json::to_value(config(GOOD)).unwrap();
+        assert_eq!(
+            json["subnets"][0]["pools"][2],
+            "192.168.50.224 - 192.168.50.239"
+        );
+        assert_eq!(
+            json["subnets"][0]["reservations"][0]["mac"],
+            "52:54:00:12:34:56"
+        );
+        assert_eq!(json["log_level"], "info");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use ntari_node::service::ConfigIssue;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use ntari_node::validate::{dns_name as check_dns_name, interface_name as check_interface_name};
 
@@ -16,7 +16,7 @@ use ntari_node::validate::{dns_name as check_dns_name, interface_name as check_i
 pub const MAX_CACHE_SIZE: u32 = 1_000_000;
 
 /// Every key is optional; the defaults are given per field.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
     /// Addresses to answer on (dnsmasq `listen-address`, with
@@ -82,7 +82,7 @@ impl Default for DnsConfig {
 }
 
 /// One `[[hosts]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostRecord {
     pub name: String,
@@ -90,7 +90,7 @@ pub struct HostRecord {
 }
 
 /// One `[[wildcards]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wildcard {
     pub domain: String,
@@ -151,6 +151,16 @@ impl<'de> Deserialize<'de> for Upstream {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// As the admin writes it: `"9.9.9.9"`, or `"9.9.9.9#5353"` with a port.
+impl Serialize for Upstream {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.port {
+            Some(_) => serializer.collect_str(self),
+            None => serializer.collect_str(&self.ip),
+        }
     }
 }
 
@@ -324,6 +334,41 @@ mod tests {
 
     fn issue(config: &DnsConfig) -> ConfigIssue {
         config.validate().unwrap_err()
+    }
+
+    #[test]
+    fn serialising_gives_back_what_the_admin_wrote() {
+        // The node shows its config as ROS parameters from this form.
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/dns.toml"
+        ))
+        .unwrap();
+        let full = r#"
+            listen_addresses = ["127.0.0.1", "::1"]
+            interfaces = ["br-lan"]
+            port = 5353
+            domain = "coop.lan"
+            upstream_servers = ["9.9.9.9", "9.9.9.9#5353", "[2620:fe::fe]:54"]
+            cache_size = 50
+            negative_cache = false
+            dnssec = true
+            log_queries = true
+            user = "nobody"
+            hosts = [{ name = "hub", addresses = ["10.0.0.1", "fd00::1"] }]
+            wildcards = [{ domain = "apps.coop.lan", addresses = ["10.0.0.2"] }]
+        "#;
+        for text in [example.as_str(), full] {
+            let config: DnsConfig = toml::from_str(text).unwrap();
+            let again: DnsConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+            assert_eq!(again, config);
+        }
+        let config: DnsConfig = toml::from_str(full).unwrap();
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            json["upstream_servers"],
+            serde_json::json!(["9.9.9.9", "9.9.9.9#5353", "2620:fe::fe#54"])
+        );
     }
 
     #[test]

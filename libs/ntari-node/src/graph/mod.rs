@@ -19,18 +19,20 @@ use tokio::sync::Notify;
 use crate::dds::{DdsError, EndpointQos, Participant, Writer};
 use crate::msg::rmw_dds_common::{Gid, NodeEntitiesInfo, ParticipantEntitiesInfo};
 use crate::msg::RosMessage;
-use crate::typehash;
+use crate::typehash::{self, TypeDescription};
 
 mod inbox;
 pub mod names;
 pub mod qos;
 mod service;
 mod topic;
+mod type_description;
 mod view;
 pub mod wire;
 
 pub use service::{Request, RequestHeader, ServiceClient, ServiceServer};
 pub use topic::{Publisher, Subscription};
+pub use type_description::TypeDescriptionServer;
 pub use view::GraphView;
 pub use wire::WireError;
 
@@ -67,13 +69,43 @@ pub fn domain_id_from_env() -> Result<u32, GraphError> {
         .map_err(|e| GraphError::DomainId(e.to_string()))
 }
 
-/// One node's row in `ros_discovery_info`.
+/// One node's row in `ros_discovery_info`, and the types its endpoints use.
 struct NodeEntry {
     id: u64,
     namespace: String,
     name: String,
     readers: Vec<[u8; 16]>,
     writers: Vec<[u8; 16]>,
+    /// What `~/get_type_description` can describe: rcl's node type cache.
+    types: Vec<UsedType>,
+}
+
+/// A type some endpoints of a node use, by RIHS01 hash.
+struct UsedType {
+    hash: String,
+    description: TypeDescription,
+    /// Endpoints using it; the entry goes when the last one does.
+    users: usize,
+}
+
+impl NodeEntry {
+    fn add_type_user(&mut self, hash: &str, description: &TypeDescription) {
+        match self.types.iter_mut().find(|t| t.hash == hash) {
+            Some(used) => used.users += 1,
+            None => self.types.push(UsedType {
+                hash: hash.to_string(),
+                description: description.clone(),
+                users: 1,
+            }),
+        }
+    }
+
+    fn remove_type_user(&mut self, hash: &str) {
+        if let Some(used) = self.types.iter_mut().find(|t| t.hash == hash) {
+            used.users -= 1;
+        }
+        self.types.retain(|t| t.users > 0);
+    }
 }
 
 pub(crate) struct ContextInner {
@@ -144,6 +176,7 @@ impl Context {
             name: name.to_string(),
             readers: Vec::new(),
             writers: Vec::new(),
+            types: Vec::new(),
         });
         self.inner.publish_discovery(&nodes)?;
         Ok(Node {
@@ -200,36 +233,69 @@ pub(crate) enum EndpointKind {
     Writer,
 }
 
-/// An endpoint's entry in its node's discovery row; removed on drop.
+/// An endpoint's entry in its node's discovery row and type cache;
+/// removed on drop.
 pub(crate) struct Registration {
     ctx: Arc<ContextInner>,
     node_id: u64,
     gid: [u8; 16],
     kind: EndpointKind,
+    type_hash: String,
 }
 
 impl Registration {
-    fn new(node: &Node, kind: EndpointKind, gid: [u8; 16]) -> Self {
-        node.ctx.edit_node(node.id, |n| match kind {
-            EndpointKind::Reader => n.readers.push(gid),
-            EndpointKind::Writer => n.writers.push(gid),
+    /// `description` is the endpoint's message type, or for a service
+    /// server or client the service type (what rcl registers).
+    fn new(node: &Node, kind: EndpointKind, gid: [u8; 16], description: &TypeDescription) -> Self {
+        let type_hash = typehash::rihs01_string(description);
+        node.ctx.edit_node(node.id, |n| {
+            match kind {
+                EndpointKind::Reader => n.readers.push(gid),
+                EndpointKind::Writer => n.writers.push(gid),
+            }
+            n.add_type_user(&type_hash, description);
         });
         Registration {
             ctx: node.ctx.clone(),
             node_id: node.id,
             gid,
             kind,
+            type_hash,
         }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let (gid, kind) = (self.gid, self.kind);
-        self.ctx.edit_node(self.node_id, |n| match kind {
-            EndpointKind::Reader => n.readers.retain(|g| *g != gid),
-            EndpointKind::Writer => n.writers.retain(|g| *g != gid),
+        let (gid, kind, hash) = (self.gid, self.kind, &self.type_hash);
+        self.ctx.edit_node(self.node_id, |n| {
+            match kind {
+                EndpointKind::Reader => n.readers.retain(|g| *g != gid),
+                EndpointKind::Writer => n.writers.retain(|g| *g != gid),
+            }
+            n.remove_type_user(hash);
         });
+    }
+}
+
+/// A node's type cache, readable after the [`Node`] value is gone from
+/// reach (a server task holds this, not the node).
+#[derive(Clone)]
+pub(crate) struct TypeCache {
+    ctx: Arc<ContextInner>,
+    node_id: u64,
+}
+
+impl TypeCache {
+    /// The description of a type one of the node's endpoints uses, by its
+    /// `RIHS01_…` hash.
+    pub(crate) fn lookup(&self, hash: &str) -> Option<TypeDescription> {
+        let nodes = self.ctx.lock_nodes();
+        let node = nodes.iter().find(|n| n.id == self.node_id)?;
+        node.types
+            .iter()
+            .find(|t| t.hash == hash)
+            .map(|t| t.description.clone())
     }
 }
 
@@ -293,6 +359,13 @@ impl Node {
 
     pub(crate) fn participant(&self) -> &Participant {
         &self.ctx.participant
+    }
+
+    pub(crate) fn type_cache(&self) -> TypeCache {
+        TypeCache {
+            ctx: self.ctx.clone(),
+            node_id: self.id,
+        }
     }
 }
 

@@ -26,3 +26,10 @@ pub const SENSOR_DATA: EndpointQos = EndpointQos {
     transient_local: false,
     depth: 5,
 };
+
+/// `rmw_qos_profile_parameter_events`: reliable, volatile, keep-last 1000.
+pub const PARAMETER_EVENTS: EndpointQos = EndpointQos {
+    reliable: true,
+    transient_local: false,
+    depth: 1000,
+};

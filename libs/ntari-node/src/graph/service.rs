@@ -8,9 +8,10 @@
 //! both endpoints of a client `clientid=<id>;`, which is how each side knows
 //! the other's reader and writer belong together.
 
+use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,30 @@ fn endpoint_user_data<S: RosService>(role: &str, id: &str) -> (String, String) {
     )
 }
 
+/// How many distinct foreign clients a server remembers having warned
+/// about; past that it forgets them all (and may warn again), so a flood of
+/// new clients cannot grow the set without bound.
+const FOREIGN_CLIENTS_REMEMBERED: usize = 256;
+
+/// The DDS vendor of an endpoint, from the RTPS vendor id most vendors put
+/// in the first two bytes of their GUIDs.
+fn vendor_of(guid: &[u8; 16]) -> &'static str {
+    match (guid[0], guid[1]) {
+        (0x01, 0x01) => "RTI Connext DDS (rmw_connextdds)",
+        (0x01, 0x0f) => "eProsima Fast DDS (rmw_fastrtps_cpp)",
+        (0x01, 0x10) => "Eclipse Cyclone DDS, but not through rmw_cyclonedds_cpp",
+        (0x01, 0x11) => "GurumNetworks GurumDDS (rmw_gurumdds_cpp)",
+        _ => "an unknown DDS vendor",
+    }
+}
+
+fn guid_string(guid: &[u8; 16]) -> String {
+    guid.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// One request taken by a [`ServiceServer`].
 pub struct Request<S: RosService> {
     pub header: RequestHeader,
@@ -100,6 +125,8 @@ pub struct ServiceServer<S: RosService> {
     requests: Inbox,
     replies: Writer,
     name: String,
+    /// GUIDs of request writers without `clientid=` already warned about.
+    foreign_clients: Mutex<HashSet<[u8; 16]>>,
     _type: PhantomData<fn() -> S>,
 }
 
@@ -127,15 +154,17 @@ impl<S: RosService> ServiceServer<S> {
             &reply_user_data,
             Arc::new(Notify::new()),
         )?;
+        let service_type = S::type_description();
         let registrations = [
-            Registration::new(node, EndpointKind::Reader, reader.guid()?),
-            Registration::new(node, EndpointKind::Writer, replies.guid()?),
+            Registration::new(node, EndpointKind::Reader, reader.guid()?, &service_type),
+            Registration::new(node, EndpointKind::Writer, replies.guid()?, &service_type),
         ];
         Ok(ServiceServer {
             _registrations: registrations,
             requests: Inbox::new(reader, notify, rq),
             replies,
             name,
+            foreign_clients: Mutex::new(HashSet::new()),
             _type: PhantomData,
         })
     }
@@ -147,17 +176,25 @@ impl<S: RosService> ServiceServer<S> {
 
     /// Waits for the next well-formed request. Malformed ones (truncated,
     /// wrong encapsulation, bad CDR) are logged and dropped: without a
-    /// readable header there is nobody to answer. Cancel-safe.
+    /// readable header there is nobody to answer. So are requests from
+    /// clients on another RMW (see [`Self::ignore_foreign_client`]).
+    /// Cancel-safe.
     pub async fn next(&self) -> Request<S> {
         loop {
             let incoming = self.requests.next().await;
+            let writer = self
+                .requests
+                .reader
+                .matched_writer(incoming.publication_handle);
+            let client_id = writer
+                .as_ref()
+                .and_then(|w| user_data_value(&w.user_data, "clientid"));
+            if let (Some(writer), None) = (&writer, &client_id) {
+                self.ignore_foreign_client(writer.guid, incoming.payload.len());
+                continue;
+            }
             match wire::decode::<Framed<S::Request>>(&incoming.payload) {
                 Ok(framed) => {
-                    let client_id = self
-                        .requests
-                        .reader
-                        .matched_writer_user_data(incoming.publication_handle)
-                        .and_then(|ud| user_data_value(&ud, "clientid"));
                     return Request {
                         header: framed.header,
                         body: framed.body,
@@ -171,6 +208,35 @@ impl<S: RosService> ServiceServer<S> {
                     "dropped a malformed request"
                 ),
             }
+        }
+    }
+
+    /// Every rmw_cyclonedds client marks its request writer with
+    /// `clientid=`; a writer without it belongs to a client on another RMW
+    /// (rmw_fastrtps keeps the request id outside the payload, so its
+    /// requests lack the 16-byte header and cannot be answered in a form
+    /// it would read). Warns once per client with what to do, then drops
+    /// its requests quietly.
+    fn ignore_foreign_client(&self, guid: [u8; 16], bytes: usize) {
+        let mut seen = self
+            .foreign_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= FOREIGN_CLIENTS_REMEMBERED {
+            seen.clear();
+        }
+        if seen.insert(guid) {
+            tracing::warn!(
+                service = %self.name,
+                client = %guid_string(&guid),
+                vendor = vendor_of(&guid),
+                "ignoring requests from a client on another ROS 2 middleware: ROS 2 services do \
+                 not work across RMW vendors, and this node speaks rmw_cyclonedds_cpp. Run the \
+                 caller with RMW_IMPLEMENTATION=rmw_cyclonedds_cpp (topics such as health and \
+                 status can be watched from any RMW)"
+            );
+        } else {
+            tracing::debug!(service = %self.name, client = %guid_string(&guid), bytes, "ignored a request from a client on another RMW");
         }
     }
 
@@ -243,9 +309,10 @@ impl<S: RosService> ServiceClient<S> {
             notify.clone(),
             super::MAX_MESSAGE_SIZE,
         )?;
+        let service_type = S::type_description();
         let registrations = [
-            Registration::new(node, EndpointKind::Writer, requests.guid()?),
-            Registration::new(node, EndpointKind::Reader, reader.guid()?),
+            Registration::new(node, EndpointKind::Writer, requests.guid()?, &service_type),
+            Registration::new(node, EndpointKind::Reader, reader.guid()?, &service_type),
         ];
         Ok(ServiceClient {
             _registrations: registrations,

@@ -24,15 +24,17 @@ impl<T: RosMessage> Publisher<T> {
     pub(crate) fn new(node: &Node, topic: &str, qos: EndpointQos) -> Result<Self, GraphError> {
         let topic = node.resolve(topic)?;
         let matched = Arc::new(Notify::new());
+        let description = T::type_description();
         let writer = Writer::new(
             node.participant(),
             &names::topic_dds_name(&topic),
             &names::dds_type_name(T::TYPE_NAME),
             &qos,
-            &typehash::user_data_for(&T::type_description()),
+            &typehash::user_data_for(&description),
             matched.clone(),
         )?;
-        let registration = Registration::new(node, EndpointKind::Writer, writer.guid()?);
+        let registration =
+            Registration::new(node, EndpointKind::Writer, writer.guid()?, &description);
         Ok(Publisher {
             _registration: registration,
             writer,
@@ -78,16 +80,18 @@ impl<T: RosMessage> Subscription<T> {
         let topic = node.resolve(topic)?;
         let notify = Arc::new(Notify::new());
         let dds_topic = names::topic_dds_name(&topic);
+        let description = T::type_description();
         let reader = Reader::new(
             node.participant(),
             &dds_topic,
             &names::dds_type_name(T::TYPE_NAME),
             &qos,
-            &typehash::user_data_for(&T::type_description()),
+            &typehash::user_data_for(&description),
             notify.clone(),
             MAX_MESSAGE_SIZE,
         )?;
-        let registration = Registration::new(node, EndpointKind::Reader, reader.guid()?);
+        let registration =
+            Registration::new(node, EndpointKind::Reader, reader.guid()?, &description);
         Ok(Subscription {
             _registration: registration,
             inbox: Inbox::new(reader, notify, dds_topic),

@@ -13,9 +13,11 @@ use crate::typehash::TypeDescription;
 pub mod builtin_interfaces;
 pub mod diagnostic_msgs;
 pub mod lifecycle_msgs;
+pub mod rcl_interfaces;
 pub mod rmw_dds_common;
 pub mod service_msgs;
 pub mod std_msgs;
+pub mod type_description_interfaces;
 
 /// A ROS 2 message type (`pkg/msg/Name`, or a service's `pkg/srv/Name_Request`).
 pub trait RosMessage: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -53,6 +55,27 @@ pub fn service_type_description<Req: RosMessage, Resp: RosMessage>(
         &service_msgs::ServiceEventInfo::type_description(),
     )
 }
+
+/// Declares service type `$name` (a unit struct) from its request and
+/// response messages, with the type description rosidl hashes for it.
+macro_rules! ros_service {
+    ($(#[$doc:meta])* $name:ident, $ros:literal, $request:ty, $response:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub struct $name;
+
+        impl $crate::msg::RosService for $name {
+            const TYPE_NAME: &'static str = $ros;
+            type Request = $request;
+            type Response = $response;
+
+            fn type_description() -> $crate::typehash::TypeDescription {
+                $crate::msg::service_type_description::<$request, $response>(Self::TYPE_NAME)
+            }
+        }
+    };
+}
+pub(crate) use ros_service;
 
 /// DDS type name of a ROS type: `pkg/msg/Name` → `pkg::msg::dds_::Name_`
 /// (also `pkg/srv/Name_Request` → `pkg::srv::dds_::Name_Request_`).
