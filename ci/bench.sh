@@ -29,3 +29,9 @@ cargo build --quiet --release -p ntari-dhcp
 echo
 echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp and their daemons, idle (release)"
 .venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
+
+echo
+echo "== real ROS 2 as the subscriber: rclpy (Jazzy wheels, rmw_fastrtps_cpp) beside Python cyclonedds (release)"
+RMW_IMPLEMENTATION=rmw_fastrtps_cpp ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
+  .venv-ros2/bin/python tests/ros2/bench_rclpy.py --ntp-binary target/release/ntari-ntp \
+  --example-binary target/release/examples/ntari_example_node --starts 11 --kills 20

@@ -41,4 +41,31 @@ if ! "$venv/bin/python" -c 'import cyclonedds, pytest' 2>/dev/null \
   echo "setup: installing Python packages into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r ci/requirements.txt
 fi
+
+# Real ROS 2 Jazzy for tests/ros2: rclpy with rmw_fastrtps_cpp from PyPI
+# wheels (a ROS prefix inside the venv, no system ROS), plus cyclonedds and
+# pytest, in a venv of its own. The full resolved set is pinned in
+# ci/requirements-ros2.txt; the venv records the sha256 of the file it was
+# made from, so a changed file rebuilds it from scratch and an unchanged one
+# is only checked.
+ros_venv=.venv-ros2
+ros_req=ci/requirements-ros2.txt
+ros_stamp="$ros_venv/.requirements-ros2.sha256"
+ros_want="$(sha256sum "$ros_req" | cut -d' ' -f1)"
+if [ ! -x "$ros_venv/bin/python" ] || [ "$(cat "$ros_stamp" 2>/dev/null)" != "$ros_want" ]; then
+  echo "setup: creating $ros_venv from $ros_req (ROS 2 Jazzy wheels)"
+  rm -rf "$ros_venv"
+  python3 -m venv "$ros_venv"
+  if ! "$ros_venv/bin/pip" install -q --disable-pip-version-check -r "$ros_req"; then
+    echo "setup: installing $ros_req failed (the ROS 2 wheels are cp311: python3 is $(python3 --version 2>&1))" >&2
+    exit 1
+  fi
+  echo "$ros_want" > "$ros_stamp"   # written last: an interrupted install is redone
+fi
+# The check: the ROS Python packages, their C type support and the DDS client
+# load (importing runs the wheels' bootstrap, which re-execs with LD_LIBRARY_PATH).
+if ! "$ros_venv/bin/python" -c 'import rclpy, rclpy.qos, std_msgs.msg, lifecycle_msgs.msg, diagnostic_msgs.msg, cyclonedds, pytest' 2>/dev/null; then
+  echo "setup: $ros_venv is broken; remove it and run ci/setup.sh again" >&2
+  exit 1
+fi
 echo "setup: ok"

@@ -33,3 +33,9 @@ echo "== interop tests (Python cyclonedds as the ros2 CLI stand-in)"
 cargo build --workspace --bins --examples
 NTARI_REQUIRE_BINARIES=1 NTARI_BIN_DIR="$PWD/target/debug" \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/interop
+
+echo "== ROS 2 tests (real rclpy from the Jazzy wheels in .venv-ros2, rmw_fastrtps_cpp, loopback only)"
+NTARI_REQUIRE_BINARIES=1 NTARI_BIN_DIR="$PWD/target/debug" \
+  RMW_IMPLEMENTATION=rmw_fastrtps_cpp ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
+  CYCLONEDDS_URI="file://$PWD/tests/cyclonedds-loopback.xml" \
+  .venv-ros2/bin/python -m pytest -q -p no:cacheprovider tests/ros2
