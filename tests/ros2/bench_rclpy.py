@@ -51,16 +51,10 @@ from cyclonedds.core import Listener  # noqa: E402
 
 import contract  # noqa: E402
 from bench_example import pick_domain_id  # noqa: E402
+from bench_ntp import percentile  # noqa: E402
 from rosgraph import DEFAULT_QOS, Graph, topic_name  # noqa: E402
 from ros_types import Bool, T  # noqa: E402
 from rosobs import Observer  # noqa: E402
-
-
-def percentile(values, p):
-    values = sorted(values)
-    k = (len(values) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 _KEEP = []

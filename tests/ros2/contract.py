@@ -21,12 +21,17 @@ from the ROS Python packages of the same name.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-# tests/interop is on sys.path (conftest.py, bench_rclpy.py put it there).
-from helpers import free_dns_port, free_port
+# Port helpers shared with tests/interop (every importer of this table,
+# reference_endpoints.py in its own process too, gets them the same way).
+_INTEROP = str(Path(__file__).resolve().parent.parent / "interop")
+if _INTEROP not in sys.path:
+    sys.path.append(_INTEROP)
+from helpers import free_dns_port, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = REPO / "examples"
