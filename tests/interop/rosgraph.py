@@ -875,7 +875,9 @@ class ParameterClient:
                                           Policy.Durability.Volatile, Policy.History.KeepLast(1000)))
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
-        return bool(_poll_until(lambda: all(c.is_ready() for c in self.clients.values()), timeout))
+        """All six services available and a /parameter_events writer matched."""
+        return bool(_poll_until(lambda: all(c.is_ready() for c in self.clients.values())
+                                and self.events.reader.get_matched_publications(), timeout))
 
     def list(self, prefixes=(), depth: int = 0, timeout: float = 5.0) -> ListParametersResult:
         return self.clients["list"].call(timeout, prefixes=list(prefixes), depth=depth).result

@@ -42,13 +42,24 @@ def test_a_client_on_another_rmw_is_told_what_to_do(c, nodes, ros, cyclone):
     GetState = msg_class("lifecycle_msgs/srv/GetState")
     service = f"{c.fqn}/get_state"
 
-    # Two rclpy clients (Fast DDS), three calls each: no reply can come back.
+    # Two rclpy clients (Fast DDS) calling every 0.2 s: no reply can come
+    # back. They keep calling because a request sent before the node's
+    # reader has matched the client's writer is lost (Cyclone learns of a
+    # Fast DDS endpoint up to ~1 s after rclpy sees ours).
     clients = [ros.node.create_client(GetState, service) for _ in range(2)]
     for client in clients:
         client.wait_for_service(timeout_sec=10)
-    futures = [client.call_async(GetState.Request()) for client in clients for _ in range(3)]
+    futures = []
     log = running.proc.stderr_path
-    wait_until(lambda: len(warnings_in(log)) >= 2, 10, "a warning for each rclpy client in the node's log")
+
+    def call_all_and_count():
+        futures.extend(client.call_async(GetState.Request()) for client in clients)
+        time.sleep(0.2)  # the pace of the calls
+        return len(warnings_in(log)) >= 2
+
+    wait_until(call_all_and_count, 15, "a warning for each rclpy client in the node's log")
+    for _ in range(5):   # more calls from both: still one warning each
+        futures.extend(client.call_async(GetState.Request()) for client in clients)
 
     # Meanwhile an rmw_cyclonedds client is served as usual.
     assert lifecycle.get_state().label == "active"
