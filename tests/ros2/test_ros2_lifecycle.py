@@ -52,22 +52,20 @@ def test_deactivate_and_activate_seen_by_rclpy(c, ros, cyclone, nodes):
         assert time.monotonic() < deadline, f"rclpy never matched {c.fqn}/transition_event"
         time.sleep(0.05)
 
-    # Only what is written from now on counts (the autostart's events may still be arriving).
-    t = time.time_ns()
-    assert lc.change_state(T.DEACTIVATE, timeout=15) is True
-    got = [event_tuple(events.wait_for(timeout=5, what=f"transition event {i + 1}/2 of deactivate",
-                                       written_after_ns=t).msg) for i in range(2)]
-    assert got == [rcl_event(T.DEACTIVATE, S.ACTIVE, S.DEACTIVATING),
-                   rcl_event(T.ON_DEACTIVATE_SUCCESS, S.DEACTIVATING, S.INACTIVE)], got
-    health.wait_for(lambda m: m.data is False, 3, "health=false after deactivate", written_after_ns=t)
-
-    t = time.time_ns()
-    assert lc.change_state(T.ACTIVATE, timeout=15) is True
-    got = [event_tuple(events.wait_for(timeout=5, what=f"transition event {i + 1}/2 of activate",
-                                       written_after_ns=t).msg) for i in range(2)]
-    assert got == [rcl_event(T.ACTIVATE, S.INACTIVE, S.ACTIVATING),
-                   rcl_event(T.ON_ACTIVATE_SUCCESS, S.ACTIVATING, S.ACTIVE)], got
-    health.wait_for(lambda m: m.data is True, 15, "health=true after activate", written_after_ns=t)
+    # Only what is written from each request on counts (the autostart's
+    # events may still be arriving).
+    steps = [
+        ("deactivate", T.DEACTIVATE, T.ON_DEACTIVATE_SUCCESS, (S.ACTIVE, S.DEACTIVATING, S.INACTIVE), False, 3),
+        ("activate", T.ACTIVATE, T.ON_ACTIVATE_SUCCESS, (S.INACTIVE, S.ACTIVATING, S.ACTIVE), True, 15),
+    ]
+    for label, transition, result, (start, middle, goal), healthy, health_bound in steps:
+        t = time.time_ns()
+        assert lc.change_state(transition, timeout=15) is True
+        got = [event_tuple(events.wait_for(timeout=5, what=f"transition event {i + 1}/2 of {label}",
+                                           written_after_ns=t).msg) for i in range(2)]
+        assert got == [rcl_event(transition, start, middle), rcl_event(result, middle, goal)], got
+        health.wait_for(lambda m: m.data is healthy, health_bound, f"health={healthy} after {label}",
+                        written_after_ns=t)
     assert lc.get_state().id == S.ACTIVE
 
 

@@ -202,12 +202,11 @@ impl Parameters {
 fn scalar_value(value: &Value) -> Option<ParameterValue> {
     match value {
         Value::Bool(b) => Some(ParameterValue::bool(*b)),
-        Value::Number(n) => Some(match (n.as_i64(), n.as_f64()) {
+        Value::Number(n) => Some(match (n.as_i64(), n.is_u64()) {
             (Some(i), _) => ParameterValue::integer(i),
             // A u64 beyond i64 keeps its exact digits as a string.
-            (None, _) if n.is_u64() => ParameterValue::string(n.to_string()),
-            (None, Some(f)) => ParameterValue::double(f),
-            (None, None) => ParameterValue::string(n.to_string()),
+            (None, true) => ParameterValue::string(n.to_string()),
+            (None, false) => ParameterValue::double(n.as_f64().unwrap_or(f64::NAN)),
         }),
         Value::String(s) => Some(ParameterValue::string(s.clone())),
         Value::Null | Value::Array(_) | Value::Object(_) => None,

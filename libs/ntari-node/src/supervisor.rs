@@ -497,6 +497,18 @@ mod tests {
         assert_eq!(stop_leftover(&path, Duration::from_secs(1)).await, None);
     }
 
+    #[test]
+    fn a_record_names_the_process_as_the_kernel_will() {
+        // comm is the program's file name, cut to 15 bytes (TASK_COMM_LEN).
+        let me = std::process::id();
+        let record = DaemonRecord::of(me, "/usr/sbin/a-daemon-with-a-long-name").unwrap();
+        assert_eq!(record.comm, "a-daemon-with-a");
+        assert_eq!(DaemonRecord::of(me, "kea-dhcp4").unwrap().comm, "kea-dhcp4");
+        // This test process is not called that: the record is not "alive".
+        assert!(!record.is_alive());
+        assert_eq!(DaemonRecord::of(u32::MAX, "x"), None, "no such process");
+    }
+
     #[tokio::test]
     async fn missing_programs_are_a_clear_error() {
         let mut sup = Supervisor::new("nope");

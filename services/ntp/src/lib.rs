@@ -147,15 +147,8 @@ impl Service for Ntp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::default_paths as paths;
     use crate::stats::chronyc_command;
-
-    fn paths() -> Paths {
-        Paths {
-            config: "/etc/ntari/services/ntp.toml".into(),
-            state_dir: "/var/lib/ntari/ntp".into(),
-            run_dir: "/run/ntari/ntp".into(),
-        }
-    }
 
     #[test]
     fn commands() {

@@ -131,20 +131,23 @@ pub fn render_chrony_conf(config: &NtpConfig, paths: &Paths) -> String {
     text
 }
 
+/// The production paths, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn default_paths() -> Paths {
+    Paths {
+        config: "/etc/ntari/services/ntp.toml".into(),
+        state_dir: "/var/lib/ntari/ntp".into(),
+        run_dir: "/run/ntari/ntp".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ntari_node::service::Service;
 
+    use super::default_paths as paths;
     use super::*;
     use crate::Ntp;
-
-    fn paths() -> Paths {
-        Paths {
-            config: "/etc/ntari/services/ntp.toml".into(),
-            state_dir: "/var/lib/ntari/ntp".into(),
-            run_dir: "/run/ntari/ntp".into(),
-        }
-    }
 
     #[test]
     fn renders_chrony_conf() {

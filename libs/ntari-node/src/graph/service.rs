@@ -411,6 +411,18 @@ mod tests {
     }
 
     #[test]
+    fn vendors_from_the_guid_prefix() {
+        let mut guid = [0u8; 16];
+        guid[..2].copy_from_slice(&[0x01, 0x0f]);
+        assert!(vendor_of(&guid).contains("Fast DDS"));
+        guid[1] = 0x10;
+        assert!(vendor_of(&guid).contains("not through rmw_cyclonedds_cpp"));
+        guid[1] = 0x99;
+        assert_eq!(vendor_of(&guid), "an unknown DDS vendor");
+        assert_eq!(guid_string(&guid)[..6], *"01.99.");
+    }
+
+    #[test]
     fn user_data_lookup() {
         let ud = b"serviceid=01.02;typehash=RIHS01_ab;";
         assert_eq!(user_data_value(ud, "serviceid").as_deref(), Some("01.02"));
