@@ -212,9 +212,6 @@ class NodeContract:
     subscribers: Dict[str, Topic] = field(default_factory=dict)
     services: Dict[str, str] = field(default_factory=dict)
     daemon: Optional[str] = None      # the supervised daemon's process name
-    # The daemon switches to its own user (Linux then clears the parent-death
-    # signal): after a SIGKILL of the node it lives on until the node's next start.
-    daemon_changes_user: bool = False
     has_status: bool = False          # /ntari/<service>/status + /diagnostics (the service runtime)
 
     @property
@@ -258,7 +255,7 @@ NODES: List[NodeContract] = [
         binary="ntari-dns", crate="ntari-dns", start=start_dns, service="dns",
         publishers=runtime_publishers("dns"),
         subscribers={LEASES: Topic("std_msgs/msg/String", LATCHED)},
-        daemon="dnsmasq", daemon_changes_user=True, has_status=True,
+        daemon="dnsmasq", has_status=True,
     ),
     NodeContract(
         key="dhcp", namespace="/ntari", name="ntari_dhcp_node",

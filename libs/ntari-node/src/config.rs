@@ -994,8 +994,8 @@ z = 1
             None
         }
 
-        fn daemon_command(&self, _: &Svc, _: &crate::service::Paths) -> crate::service::Command {
-            crate::service::Command::new("true", Vec::<String>::new())
+        fn daemons(&self, _: &Svc, _: &crate::service::Paths) -> Vec<crate::service::DaemonSpec> {
+            Vec::new()
         }
 
         fn metrics(&self) -> &'static [crate::service::MetricDesc] {

@@ -14,6 +14,7 @@ pub mod config;
 mod dds;
 pub mod fsutil;
 pub mod graph;
+pub mod guard;
 pub mod lifecycle;
 pub mod metrics;
 pub mod msg;

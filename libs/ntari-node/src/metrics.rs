@@ -25,7 +25,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::{Gauge, GaugeVec, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -64,9 +66,9 @@ pub struct Metrics {
     service: HashMap<&'static str, (GaugeVec, usize)>,
     healthy: IntGauge,
     lifecycle_state: IntGauge,
-    daemon_up: IntGauge,
-    daemon_restarts: IntCounter,
-    daemon_uptime: Gauge,
+    daemon_up: IntGaugeVec,
+    daemon_restarts: IntCounterVec,
+    daemon_uptime: GaugeVec,
     probe_success: IntGauge,
     probe_duration: Gauge,
     last_probe_success: Gauge,
@@ -129,18 +131,25 @@ impl Metrics {
             "ntari_node_lifecycle_state",
             "ROS 2 lifecycle state id of the node (1 unconfigured, 2 inactive, 3 active, 4 finalized, 10-15 transitioning)."
         );
-        let daemon_up = node_metric!(
-            IntGauge,
+        // One series per daemon, labelled `daemon`.
+        macro_rules! daemon_metric {
+            ($ty:ty, $name:expr, $help:expr) => {{
+                let m = <$ty>::new(node_opts($name, $help), &["daemon"]).map_err(reg_err($name))?;
+                register(&registry, $name, m)?
+            }};
+        }
+        let daemon_up = daemon_metric!(
+            IntGaugeVec,
             "ntari_node_daemon_up",
             "1 when the supervised daemon process is running."
         );
-        let daemon_restarts = node_metric!(
-            IntCounter,
+        let daemon_restarts = daemon_metric!(
+            IntCounterVec,
             "ntari_node_daemon_restarts_total",
             "Times the supervisor restarted the daemon after it exited."
         );
-        let daemon_uptime = node_metric!(
-            Gauge,
+        let daemon_uptime = daemon_metric!(
+            GaugeVec,
             "ntari_node_daemon_uptime_seconds",
             "Seconds since the current daemon process started (0 when it is not running)."
         );
@@ -217,16 +226,21 @@ impl Metrics {
         self.lifecycle_state.set(i64::from(state_id));
     }
 
-    /// `ntari_node_daemon_restarts_total` += 1.
-    pub fn inc_restarts(&self) {
-        self.daemon_restarts.inc();
+    /// `ntari_node_daemon_restarts_total{daemon}` += 1.
+    pub fn inc_restarts(&self, daemon: &str) {
+        self.daemon_restarts.with_label_values(&[daemon]).inc();
     }
 
-    /// `ntari_node_daemon_up` and `ntari_node_daemon_uptime_seconds`.
-    pub fn set_daemon(&self, up: bool, uptime: Duration) {
-        self.daemon_up.set(i64::from(up));
-        self.daemon_uptime
-            .set(if up { uptime.as_secs_f64() } else { 0.0 });
+    /// `ntari_node_daemon_up{daemon}` and `ntari_node_daemon_uptime_seconds{daemon}`.
+    pub fn set_daemon(&self, daemon: &str, up: bool, uptime: Duration) {
+        self.daemon_up
+            .with_label_values(&[daemon])
+            .set(i64::from(up));
+        self.daemon_uptime.with_label_values(&[daemon]).set(if up {
+            uptime.as_secs_f64()
+        } else {
+            0.0
+        });
     }
 
     /// Records one probe: `ntari_node_probe_success`,
@@ -531,9 +545,9 @@ mod tests {
         let m = metrics();
         m.set_healthy(true);
         m.set_lifecycle_state(3);
-        m.inc_restarts();
-        m.inc_restarts();
-        m.set_daemon(true, Duration::from_secs(42));
+        m.inc_restarts("chronyd");
+        m.inc_restarts("chronyd");
+        m.set_daemon("chronyd", true, Duration::from_secs(42));
         m.record_probe(true, Duration::from_millis(250));
         m.update_service(&[MetricSample::new("chrony_tracking_stratum", 2.0)]);
         let out = m.render();
@@ -543,10 +557,10 @@ mod tests {
             "ntari_node_healthy{service=\"ntp\"} 1",
             "# TYPE ntari_node_lifecycle_state gauge",
             "ntari_node_lifecycle_state{service=\"ntp\"} 3",
-            "ntari_node_daemon_up{service=\"ntp\"} 1",
+            "ntari_node_daemon_up{daemon=\"chronyd\",service=\"ntp\"} 1",
             "# TYPE ntari_node_daemon_restarts_total counter",
-            "ntari_node_daemon_restarts_total{service=\"ntp\"} 2",
-            "ntari_node_daemon_uptime_seconds{service=\"ntp\"} 42",
+            "ntari_node_daemon_restarts_total{daemon=\"chronyd\",service=\"ntp\"} 2",
+            "ntari_node_daemon_uptime_seconds{daemon=\"chronyd\",service=\"ntp\"} 42",
             "ntari_node_probe_success{service=\"ntp\"} 1",
             "ntari_node_probe_duration_seconds{service=\"ntp\"} 0.25",
             "# TYPE ntari_node_last_probe_success_timestamp_seconds gauge",
@@ -563,10 +577,12 @@ mod tests {
         }
         // A failed probe keeps the last success time but clears success.
         m.record_probe(false, Duration::from_secs(1));
-        m.set_daemon(false, Duration::from_secs(42));
+        m.set_daemon("chronyd", false, Duration::from_secs(42));
         let out = m.render();
         assert!(out.contains("ntari_node_probe_success{service=\"ntp\"} 0"));
-        assert!(out.contains("ntari_node_daemon_uptime_seconds{service=\"ntp\"} 0"));
+        assert!(
+            out.contains("ntari_node_daemon_uptime_seconds{daemon=\"chronyd\",service=\"ntp\"} 0")
+        );
         assert!(
             !out.contains("ntari_node_last_probe_success_timestamp_seconds{service=\"ntp\"} 0\n")
         );

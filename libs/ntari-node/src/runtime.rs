@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::{self, NodeConfig};
 use crate::fsutil;
@@ -42,9 +42,11 @@ use crate::msg::builtin_interfaces::Time;
 use crate::msg::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msg::std_msgs::{Bool, Header, StringMsg};
 use crate::parameters::{ParameterServer, Parameters};
-use crate::service::{Input, Paths, ProbeReport, Publication, Reload, RenderedFile, Service};
+use crate::service::{
+    DaemonSpec, Input, Paths, ProbeReport, Publication, Reload, RenderedFile, Service,
+};
 use crate::signing::NodeKey;
-use crate::supervisor::{self, Daemon, DaemonRecord, DaemonStatus, Supervisor};
+use crate::supervisor::{self, Daemon, DaemonRecord, Supervisor};
 
 /// Tunables with the defaults DESIGN.md fixes; tests shorten some.
 #[derive(Debug, Clone)]
@@ -128,6 +130,10 @@ pub enum NodeCommand {
 
 /// Runs a service node: parses the command line, then serves until SIGTERM.
 pub fn main<S: Service>(service: S) -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == crate::guard::GUARD_ARG) {
+        crate::guard::run(&argv[2..]);
+    }
     let args = match parse_args::<S>(std::env::args_os()) {
         Ok(args) => args,
         Err(e) => e.exit(),
@@ -316,20 +322,27 @@ fn restore_rendered(previous: Vec<PreviousFile>) {
     }
 }
 
-/// The service side of the node: config, daemon and probe results. It is
+/// The service side of the node: config, daemons and probe results. It is
 /// the lifecycle's callback object.
 struct ServiceHost<S: Service> {
     service: S,
     paths: Paths,
     timing: Timing,
-    supervisor: Supervisor,
+    /// The node binary, to run daemons under a guard (None in unit tests).
+    guard: Option<PathBuf>,
     config: Option<S::Config>,
     rendered: Vec<RenderedFile>,
-    daemon: Option<Daemon>,
+    /// The service's daemons, in start order, as the config names them
+    /// (planned at configure and activate). Kept across deactivation so
+    /// restart counts survive a reconfigure.
+    daemons: Vec<DaemonSlot>,
+    /// `daemons` has been planned from a config at least once.
+    daemons_planned: bool,
+    /// Woken by every supervisor after a daemon exit.
+    exits: Arc<Notify>,
+    /// [`Service::set_up`] ran and [`Service::tear_down`] has not yet.
+    set_up: bool,
     version: Option<String>,
-    restarts: u64,
-    /// Exit times within the crash-loop window.
-    recent_exits: VecDeque<Instant>,
     /// Set when a crash loop makes the runtime deactivate: the deactivate
     /// callback then reports ERROR so the node goes through ErrorProcessing.
     crash_loop: bool,
@@ -344,6 +357,33 @@ struct ServiceHost<S: Service> {
     parameters: watch::Sender<Parameters>,
 }
 
+/// One of the service's daemons and its supervision state.
+#[derive(Debug)]
+struct DaemonSlot {
+    name: &'static str,
+    required: bool,
+    supervisor: Supervisor,
+    /// Set from a start until its exit has been handled.
+    running: Option<Daemon>,
+    restarts: u64,
+    /// Exit times within the crash-loop window.
+    recent_exits: VecDeque<Instant>,
+    /// When set, the daemon is down and is started again at this time.
+    restart_at: Option<tokio::time::Instant>,
+    backoff: Duration,
+}
+
+impl DaemonSlot {
+    fn is_running(&self) -> bool {
+        self.running.as_ref().is_some_and(Daemon::is_running)
+    }
+
+    /// Its exit happened and has not been handled yet.
+    fn exited(&self) -> bool {
+        self.running.as_ref().is_some_and(|d| !d.is_running())
+    }
+}
+
 /// What arrived on one graph input, for status.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct InputStats {
@@ -354,19 +394,26 @@ struct InputStats {
 
 impl<S: Service> ServiceHost<S> {
     /// Unconfigured, no daemon yet.
-    fn new(service: S, paths: Paths, timing: Timing, metrics: Arc<Metrics>) -> Self {
+    fn new(
+        service: S,
+        paths: Paths,
+        timing: Timing,
+        metrics: Arc<Metrics>,
+        guard: Option<PathBuf>,
+    ) -> Self {
         ServiceHost {
             inputs: vec![InputStats::default(); service.inputs().len()],
-            supervisor: Supervisor::new(S::DAEMON),
             service,
             paths,
             timing,
+            guard,
             config: None,
             rendered: Vec::new(),
-            daemon: None,
+            daemons: Vec::new(),
+            daemons_planned: false,
+            exits: Arc::new(Notify::new()),
+            set_up: false,
             version: None,
-            restarts: 0,
-            recent_exits: VecDeque::new(),
             crash_loop: false,
             last_probe: None,
             last_good_probe: None,
@@ -403,7 +450,7 @@ impl<S: Service> ServiceHost<S> {
         CallbackResult::Failure
     }
 
-    /// Probes the daemon; `expect_failure` (start-up) logs failures at debug.
+    /// Probes the service; `expect_failure` (start-up) logs failures at debug.
     async fn probe_logged(&mut self, expect_failure: bool) -> bool {
         let Some(config) = &self.config else {
             return false;
@@ -426,9 +473,9 @@ impl<S: Service> ServiceHost<S> {
                 self.last_good_probe = Some(Instant::now());
             }
             Err(e) if expect_failure => {
-                tracing::debug!(daemon = S::DAEMON, error = %e, "not answering yet")
+                tracing::debug!(service = S::NAME, error = %e, "not answering yet")
             }
-            Err(e) => tracing::warn!(daemon = S::DAEMON, error = %e, "probe failed"),
+            Err(e) => tracing::warn!(service = S::NAME, error = %e, "probe failed"),
         }
         self.last_probe = Some(result);
         ok
@@ -438,21 +485,11 @@ impl<S: Service> ServiceHost<S> {
         self.probe_logged(false).await
     }
 
-    /// `: <the daemon's last output line>` when it exited by itself (its
-    /// last words are then usually the reason); nothing when a signal
-    /// killed it, or it said nothing.
-    fn last_words(&self, exit: &str) -> String {
-        if !exit.starts_with("exit status") {
-            return String::new();
-        }
-        self.supervisor
-            .last_words()
-            .map(|w| format!(": {}", w.trim()))
-            .unwrap_or_default()
-    }
-
-    fn daemon_running(&self) -> bool {
-        self.daemon.as_ref().is_some_and(Daemon::is_running)
+    /// Every required daemon runs (true for a service without daemons).
+    fn daemons_running(&self) -> bool {
+        self.daemons
+            .iter()
+            .all(|slot| !slot.required || slot.is_running())
     }
 
     fn probe_fresh(&self) -> bool {
@@ -460,12 +497,68 @@ impl<S: Service> ServiceHost<S> {
             .is_some_and(|t| t.elapsed() <= self.timing.probe_freshness)
     }
 
-    fn start_daemon(&mut self) -> Result<(), String> {
+    /// The process groups of the running daemons (their guards).
+    fn daemon_groups(&self) -> Vec<u32> {
+        self.daemons
+            .iter()
+            .filter_map(|slot| slot.running.as_ref().map(Daemon::group))
+            .collect()
+    }
+
+    /// Makes the slots match the daemons the current config names, keeping
+    /// the slots (and restart counts) of daemons that stay.
+    fn plan_daemons(&mut self) -> Vec<DaemonSpec> {
+        let specs = match &self.config {
+            Some(config) => self.service.daemons(config, &self.paths),
+            None => Vec::new(),
+        };
+        self.daemons_planned = true;
+        let mut slots = std::mem::take(&mut self.daemons);
+        self.daemons = specs
+            .iter()
+            .map(
+                |spec| match slots.iter().position(|s| s.name == spec.name) {
+                    Some(i) => {
+                        let mut slot = slots.swap_remove(i);
+                        slot.required = spec.required;
+                        slot
+                    }
+                    None => DaemonSlot {
+                        name: spec.name,
+                        required: spec.required,
+                        supervisor: Supervisor::new(
+                            spec.name,
+                            self.guard.clone(),
+                            self.exits.clone(),
+                        ),
+                        running: None,
+                        restarts: 0,
+                        recent_exits: VecDeque::new(),
+                        restart_at: None,
+                        backoff: self.timing.backoff_initial,
+                    },
+                },
+            )
+            .collect();
+        specs
+    }
+
+    /// Starts daemon `index` and waits for [`Service::daemon_started`].
+    async fn start_daemon(&mut self, index: usize) -> Result<(), String> {
         let Some(config) = &self.config else {
             return Err("not configured".into());
         };
-        for stale in self.service.stale_files(config, &self.paths) {
-            match std::fs::remove_file(&stale) {
+        let name = self.daemons[index].name;
+        let Some(spec) = self
+            .service
+            .daemons(config, &self.paths)
+            .into_iter()
+            .find(|spec| spec.name == name)
+        else {
+            return Err(format!("the config no longer names daemon {name}"));
+        };
+        for stale in &spec.stale_files {
+            match std::fs::remove_file(stale) {
                 Ok(()) => {
                     tracing::info!(path = %stale.display(), "removed a stale file of the last run")
                 }
@@ -475,42 +568,111 @@ impl<S: Service> ServiceHost<S> {
                 }
             }
         }
-        let command = self.service.daemon_command(config, &self.paths);
-        let daemon = self.supervisor.start(&command).map_err(|e| e.to_string())?;
-        let record = DaemonRecord::of(daemon.pid(), &command.program);
-        if let Err(e) = record.map_or(Ok(()), |r| r.save(&self.daemon_record())) {
-            tracing::warn!(error = %e, "could not record the daemon's pid; if this node is killed, its next start cannot stop the daemon");
+        let slot = &mut self.daemons[index];
+        let daemon = slot
+            .supervisor
+            .start(&spec.command)
+            .map_err(|e| e.to_string())?;
+        let record = DaemonRecord::of(daemon.pid(), &spec.command.program);
+        let record_path = supervisor::record_path(&self.paths.run_dir, name);
+        if let Err(e) = record.map_or(Ok(()), |r| r.save(&record_path)) {
+            tracing::warn!(daemon = name, error = %e, "could not record the daemon's pid; if this node and its guard are killed, the next start cannot stop the daemon");
         }
-        self.daemon = Some(daemon);
-        self.service.daemon_started();
+        slot.running = Some(daemon);
+        slot.restart_at = None;
+        let ready = tokio::time::timeout(
+            self.timing.activate_timeout,
+            self.service.daemon_started(name, config, &self.paths),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "not ready within {} s",
+                self.timing.activate_timeout.as_secs()
+            ))
+        });
+        if let Err(e) = ready {
+            self.stop_daemon(index).await;
+            return Err(format!("{name} started but {e}"));
+        }
         Ok(())
     }
 
-    async fn stop_daemon(&mut self) {
-        if let Some(daemon) = self.daemon.take() {
+    async fn stop_daemon(&mut self, index: usize) {
+        let slot = &mut self.daemons[index];
+        slot.restart_at = None;
+        if let Some(daemon) = slot.running.take() {
             daemon.stop(self.timing.stop_timeout).await;
-            let _ = std::fs::remove_file(self.daemon_record());
+            let _ = std::fs::remove_file(supervisor::record_path(&self.paths.run_dir, slot.name));
+        }
+    }
+
+    /// Set-up, then every daemon in order. On an error, what was started
+    /// is stopped again.
+    async fn start_all(&mut self) -> Result<(), String> {
+        self.plan_daemons();
+        if let Some(config) = &self.config {
+            if !self.set_up {
+                self.service.set_up(config, &self.paths).await?;
+                self.set_up = true;
+            }
+        }
+        for index in 0..self.daemons.len() {
+            if let Err(e) = self.start_daemon(index).await {
+                self.stop_all().await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every daemon in reverse start order, then tear-down.
+    async fn stop_all(&mut self) {
+        for index in (0..self.daemons.len()).rev() {
+            self.stop_daemon(index).await;
         }
         self.last_good_probe = None;
+        if std::mem::take(&mut self.set_up) {
+            self.service
+                .tear_down(self.config.as_ref(), &self.paths)
+                .await;
+        }
     }
 
-    /// Where the running daemon's [`DaemonRecord`] is kept.
-    fn daemon_record(&self) -> PathBuf {
-        self.paths.run_dir.join(format!("ntari-{}.pid", S::DAEMON))
+    /// `: <the daemon's last output line>` when it exited by itself (its
+    /// last words are then usually the reason); nothing when a signal
+    /// killed it, or it said nothing.
+    fn last_words(slot: &DaemonSlot, exit: &str) -> String {
+        if !exit.starts_with("exit status") {
+            return String::new();
+        }
+        slot.supervisor
+            .last_words()
+            .map(|w| format!(": {}", w.trim()))
+            .unwrap_or_default()
     }
 
-    /// Brings a running daemon up to date with files just rendered for
-    /// `self.config`. An error means the daemon refused them live and runs
+    /// How daemon `index`'s last run ended, with its last words.
+    fn exit_reason(&self, index: usize) -> String {
+        let slot = &self.daemons[index];
+        let exit = slot.supervisor.status().last_exit.unwrap_or_default();
+        let words = Self::last_words(slot, &exit);
+        format!("{exit}{words}")
+    }
+
+    /// Brings running daemons up to date with files just rendered for
+    /// `self.config`. An error means the service refused them live and runs
     /// as before; the caller rolls the files back.
     async fn apply_to_daemon(&mut self, how: Reload) -> Result<(), String> {
-        if !self.daemon_running() {
+        let any_running = self.daemons.iter().any(DaemonSlot::is_running);
+        if how != Reload::Restart && !self.daemons.is_empty() && !any_running {
             return Ok(()); // the next start reads the new files
         }
         match how {
             Reload::Watched => {}
             Reload::Sighup => {
-                if let Some(d) = &self.daemon {
-                    d.hangup();
+                for daemon in self.daemons.iter().filter_map(|s| s.running.as_ref()) {
+                    daemon.hangup();
                 }
             }
             Reload::Live => {
@@ -519,12 +681,16 @@ impl<S: Service> ServiceHost<S> {
                 }
             }
             Reload::Restart => {
-                self.stop_daemon().await;
-                if let Err(e) = self.start_daemon() {
+                self.stop_all().await;
+                if let Err(e) = self.start_all().await {
                     // Nothing runs to roll back to; the event loop's
                     // restart backoff takes over.
                     tracing::error!("restart with the new files failed: {e}");
                     self.last_error = Some(format!("restart with the new files failed: {e}"));
+                    let at = tokio::time::Instant::now() + self.timing.backoff_initial;
+                    for slot in &mut self.daemons {
+                        slot.restart_at = Some(at);
+                    }
                 }
             }
         }
@@ -582,7 +748,7 @@ impl<S: Service> ServiceHost<S> {
         };
         if active {
             if let Err(e) = self.apply_to_daemon(how).await {
-                tracing::error!("{} refused the re-rendered files: {e}", S::DAEMON);
+                tracing::error!("{} refused the re-rendered files: {e}", S::NAME);
                 restore_rendered(rendered.previous);
                 return;
             }
@@ -598,6 +764,9 @@ impl<S: Service> ServiceHost<S> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        self.service
+            .prepare(&config, &self.paths)
+            .map_err(|e| format!("{}: {e}", self.paths.config.display()))?;
         let rendered = render_checked(&self.service, &config, &self.paths).await?;
         Ok((config, rendered))
     }
@@ -609,6 +778,7 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
             Ok((config, rendered)) => {
                 self.set_config(Some(config));
                 self.rendered = rendered.files;
+                self.plan_daemons();
                 if self.version.is_none() {
                     if let Some(cmd) = self.service.version_command() {
                         self.version = daemon_version(&cmd).await;
@@ -623,19 +793,25 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
 
     async fn on_activate(&mut self) -> CallbackResult {
         self.crash_loop = false;
-        self.recent_exits.clear();
-        if let Err(e) = self.start_daemon() {
+        for slot in &mut self.daemons {
+            slot.recent_exits.clear();
+            slot.backoff = self.timing.backoff_initial;
+        }
+        if let Err(e) = self.start_all().await {
             return self.fail(format!("activate failed: {e}"));
         }
         let deadline = Instant::now() + self.timing.activate_timeout;
         loop {
-            if !self.daemon_running() {
-                let exit = self.supervisor.status().last_exit.unwrap_or_default();
-                self.stop_daemon().await;
-                let words = self.last_words(&exit);
+            if let Some(index) = self
+                .daemons
+                .iter()
+                .position(|s| s.required && !s.is_running())
+            {
+                let name = self.daemons[index].name;
+                let reason = self.exit_reason(index);
+                self.stop_all().await;
                 return self.fail(format!(
-                    "activate failed: {} exited during start-up ({exit}){words}",
-                    S::DAEMON
+                    "activate failed: {name} exited during start-up ({reason})"
                 ));
             }
             if self.probe_logged(true).await {
@@ -643,9 +819,13 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
                 return CallbackResult::Success;
             }
             if Instant::now() >= deadline {
-                self.stop_daemon().await;
+                let why = match &self.last_probe {
+                    Some(Err(e)) => format!(" (last probe: {e})"),
+                    _ => String::new(),
+                };
+                self.stop_all().await;
                 return self.fail(format!(
-                    "activate failed: {} did not answer a probe within {} s",
+                    "activate failed: {} did not answer a probe within {} s{why}",
                     S::DAEMON,
                     self.timing.activate_timeout.as_secs()
                 ));
@@ -657,7 +837,7 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
     }
 
     async fn on_deactivate(&mut self) -> CallbackResult {
-        self.stop_daemon().await;
+        self.stop_all().await;
         if self.crash_loop {
             CallbackResult::Error
         } else {
@@ -672,12 +852,12 @@ impl<S: Service> LifecycleCallbacks for ServiceHost<S> {
     }
 
     async fn on_shutdown(&mut self, _from: State) -> CallbackResult {
-        self.stop_daemon().await;
+        self.stop_all().await;
         CallbackResult::Success
     }
 
     async fn on_error(&mut self, _from: State) -> CallbackResult {
-        self.stop_daemon().await;
+        self.stop_all().await;
         self.remove_rendered();
         self.set_config(None);
         CallbackResult::Success
@@ -808,11 +988,20 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         paths.config.display(),
         S::NAME
     );
-    let host = ServiceHost::new(service, paths, timing, metrics.clone());
-    // A previous run killed without an orderly shutdown may have left its
-    // daemon running (one that changed its user lost the parent-death
-    // signal); it would hold the ports the new one needs.
-    supervisor::stop_leftover(&host.daemon_record(), host.timing.stop_timeout).await;
+    // Helpers a daemon orphans re-parent to its guard; if a guard itself
+    // dies, what it guarded re-parents here and is stopped (each second).
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "cannot become a child subreaper; a daemon's orphaned helpers would re-parent to PID 1");
+    }
+    let guard = std::env::current_exe()
+        .map_err(|e| tracing::warn!(error = %e, "cannot find this node's binary to run daemons under a guard; using setpriv"))
+        .ok();
+    let host = ServiceHost::new(service, paths, timing, metrics.clone(), guard);
+    // A previous run killed without an orderly shutdown, its guards too,
+    // may have left daemons running and an interface set up: they would
+    // hold what the new ones need.
+    supervisor::stop_leftovers(&host.paths.run_dir, host.timing.stop_timeout).await;
+    host.service.tear_down(None, &host.paths).await;
     let parameters = host.parameters.subscribe();
     let mut lifecycle = LifecycleNode::new(&node, host)?;
     tracing::info!(
@@ -945,7 +1134,7 @@ async fn serve<S: Service>(
         interrupt: mut sigint,
         hangup: mut sighup,
     } = signals;
-    let mut daemon_events = lifecycle.callbacks().supervisor.watch();
+    let exits = lifecycle.callbacks().exits.clone();
     let mut state_events = lifecycle.watch_state();
     let timing = lifecycle.callbacks().timing.clone();
     let mut health_tick = tokio::time::interval(Duration::from_secs(1));
@@ -963,11 +1152,8 @@ async fn serve<S: Service>(
     ] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
-    // When set, the daemon is down and will be started again at this time.
-    let mut restart_at: Option<tokio::time::Instant> = None;
-    let mut backoff = timing.backoff_initial;
-    // Set when the daemon's status changed while a probe or refresh was
-    // waiting on it: handled first thing in the next round.
+    // Set when a daemon exited while a probe or refresh was waiting on it:
+    // handled first thing in the next round.
     let mut daemon_changed = false;
 
     loop {
@@ -987,15 +1173,21 @@ async fn serve<S: Service>(
         let event = if std::mem::take(&mut daemon_changed) {
             Event::DaemonChanged
         } else {
+            let next_restart = lifecycle
+                .callbacks()
+                .daemons
+                .iter()
+                .filter_map(|slot| slot.restart_at)
+                .min();
             let restart_sleep = async {
-                match restart_at {
+                match next_restart {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
             r = lifecycle.next_request() => Event::Request(r),
-            _ = daemon_events.changed() => Event::DaemonChanged,
+            () = exits.notified() => Event::DaemonChanged,
             _ = state_events.changed() => Event::StateChanged,
             () = restart_sleep => Event::Restart,
             _ = probe_tick.tick() => Event::Probe,
@@ -1014,72 +1206,86 @@ async fn serve<S: Service>(
         match event {
             Event::Request(r) => lifecycle.handle(r).await,
             Event::DaemonChanged => {
-                let status = daemon_events.borrow_and_update().clone();
-                if lifecycle.state() == State::Active
-                    && !status.running
-                    && lifecycle.callbacks().daemon.is_some()
-                {
+                while lifecycle.state() == State::Active {
+                    let Some(index) = lifecycle
+                        .callbacks()
+                        .daemons
+                        .iter()
+                        .position(DaemonSlot::exited)
+                    else {
+                        break;
+                    };
                     // Publish before anything slow: this is the figure
                     // "daemon crash → health=false on the wire".
                     publish_health(lifecycle, outputs, true);
-                    let delay = on_daemon_exit(lifecycle, &status, backoff).await;
-                    if let Some(delay) = delay {
-                        restart_at = Some(tokio::time::Instant::now() + delay);
-                        backoff = (backoff * 2).min(timing.backoff_max);
-                    } else {
-                        restart_at = None;
-                    }
+                    on_daemon_exit(lifecycle, index).await;
                 }
             }
             Event::StateChanged => {
                 state_events.borrow_and_update();
                 if lifecycle.state() != State::Active {
                     // A new activation starts with a clean slate.
-                    restart_at = None;
-                    backoff = timing.backoff_initial;
+                    for slot in &mut lifecycle.callbacks_mut().daemons {
+                        slot.restart_at = None;
+                        slot.backoff = timing.backoff_initial;
+                    }
                 }
                 force_publish = true;
             }
             Event::Restart => {
-                restart_at = None;
+                let now = tokio::time::Instant::now();
                 let host = lifecycle.callbacks_mut();
-                if let Err(e) = host.start_daemon() {
-                    host.last_error = Some(format!("restart failed: {e}"));
-                    tracing::error!("restart failed: {e}");
-                    restart_at = Some(tokio::time::Instant::now() + backoff);
-                    backoff = (backoff * 2).min(timing.backoff_max);
-                } else {
-                    host.restarts += 1;
-                    host.metrics.inc_restarts();
-                    // The next probe tick finds out whether it answers.
+                for index in 0..host.daemons.len() {
+                    if host.daemons[index].restart_at.map_or(true, |at| at > now) {
+                        continue;
+                    }
+                    let result = host.start_daemon(index).await;
+                    let slot = &mut host.daemons[index];
+                    match result {
+                        Ok(()) => {
+                            slot.restarts += 1;
+                            host.metrics.inc_restarts(slot.name);
+                            // The next probe tick finds out whether it answers.
+                        }
+                        Err(e) => {
+                            let message = format!("restart of {} failed: {e}", slot.name);
+                            tracing::error!("{message}");
+                            slot.restart_at = Some(now + slot.backoff);
+                            slot.backoff = (slot.backoff * 2).min(timing.backoff_max);
+                            host.last_error = Some(message);
+                        }
+                    }
                 }
             }
             Event::Probe => {
-                if lifecycle.state() == State::Active && lifecycle.callbacks().daemon_running() {
+                if lifecycle.state() == State::Active && lifecycle.callbacks().daemons_running() {
                     let host = lifecycle.callbacks_mut();
                     // A daemon that dies while the probe waits on it must
                     // not wait for the probe's timeout: the exit is handled
                     // (health=false published) right away.
                     tokio::select! {
                         _ = host.probe() => {}
-                        _ = daemon_events.changed() => {
+                        () = exits.notified() => {
                             daemon_changed = true;
                         }
                     }
                     // A daemon that stayed up a whole crash-loop window has
                     // recovered: the next crash starts the backoff afresh.
-                    if host
-                        .daemon
-                        .as_ref()
-                        .is_some_and(|d| d.uptime() >= timing.crash_loop_window)
-                    {
-                        backoff = timing.backoff_initial;
+                    for slot in &mut host.daemons {
+                        if slot
+                            .running
+                            .as_ref()
+                            .is_some_and(|d| d.uptime() >= timing.crash_loop_window)
+                        {
+                            slot.backoff = timing.backoff_initial;
+                        }
                     }
                 }
             }
             Event::Health => {
                 let active = lifecycle.state() == State::Active;
                 let host = lifecycle.callbacks_mut();
+                supervisor::stop_adopted(&host.daemon_groups());
                 if let Some(how) = host.service.on_tick(SystemTime::now()) {
                     host.rerender(how, active).await;
                 }
@@ -1087,12 +1293,12 @@ async fn serve<S: Service>(
             Event::Status => force_publish = true,
             Event::Reload => reload(lifecycle).await,
             Event::Refresh => {
-                if lifecycle.state() != State::Active || !lifecycle.callbacks().daemon_running() {
+                if lifecycle.state() != State::Active || !lifecycle.callbacks().daemons_running() {
                     continue;
                 }
                 let publications = tokio::select! {
                     p = lifecycle.callbacks_mut().refresh() => p,
-                    _ = daemon_events.changed() => {
+                    () = exits.notified() => {
                         daemon_changed = true;
                         Vec::new()
                     }
@@ -1139,32 +1345,33 @@ async fn serve<S: Service>(
     publish_status(node, lifecycle, outputs, key, true);
 }
 
-/// Records an unexpected exit. Returns the restart delay, or None when a
-/// crash loop made the node deactivate (ERROR → ErrorProcessing).
-async fn on_daemon_exit<S: Service>(
-    lifecycle: &mut LifecycleNode<ServiceHost<S>>,
-    status: &DaemonStatus,
-    backoff: Duration,
-) -> Option<Duration> {
+/// Handles the exit of daemon `index` while Active: schedules its restart
+/// with backoff, or, after a crash loop, deactivates with ERROR
+/// (→ ErrorProcessing → Unconfigured) naming the daemon.
+async fn on_daemon_exit<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>>, index: usize) {
     let host = lifecycle.callbacks_mut();
-    let exit = status.last_exit.clone().unwrap_or_default();
-    let exit = format!("{exit}{}", host.last_words(&exit));
+    let exit = host.exit_reason(index);
+    let window = host.timing.crash_loop_window;
+    let crash_loop_exits = host.timing.crash_loop_exits;
+    host.last_good_probe = None;
+    let slot = &mut host.daemons[index];
+    slot.running = None;
+    let _ = std::fs::remove_file(supervisor::record_path(&host.paths.run_dir, slot.name));
     let now = Instant::now();
-    host.recent_exits.push_back(now);
-    while host
+    slot.recent_exits.push_back(now);
+    while slot
         .recent_exits
         .front()
-        .is_some_and(|t| now.duration_since(*t) > host.timing.crash_loop_window)
+        .is_some_and(|t| now.duration_since(*t) > window)
     {
-        host.recent_exits.pop_front();
+        slot.recent_exits.pop_front();
     }
-    host.last_good_probe = None;
-    if host.recent_exits.len() >= host.timing.crash_loop_exits {
+    if slot.recent_exits.len() >= crash_loop_exits {
         let reason = format!(
             "{} exited {} times within {} s (last: {exit}); crash loop, giving up until reconfigured",
-            S::DAEMON,
-            host.recent_exits.len(),
-            host.timing.crash_loop_window.as_secs()
+            slot.name,
+            slot.recent_exits.len(),
+            window.as_secs()
         );
         tracing::error!("{reason}");
         host.crash_loop = true;
@@ -1172,16 +1379,17 @@ async fn on_daemon_exit<S: Service>(
         let host = lifecycle.callbacks_mut();
         host.crash_loop = false;
         host.last_error = Some(reason);
-        return None;
+        return;
     }
     let message = format!(
         "{} exited unexpectedly ({exit}); restarting in {:.0} s",
-        S::DAEMON,
-        backoff.as_secs_f64()
+        slot.name,
+        slot.backoff.as_secs_f64()
     );
+    slot.restart_at = Some(tokio::time::Instant::now() + slot.backoff);
+    slot.backoff = (slot.backoff * 2).min(host.timing.backoff_max);
     tracing::warn!("{message}");
     host.last_error = Some(message);
-    Some(backoff)
 }
 
 /// SIGHUP: re-read the config. An invalid one changes nothing that runs.
@@ -1255,7 +1463,7 @@ fn publish_document(outputs: &Outputs, publication: Publication) {
 
 fn healthy<S: Service>(lifecycle: &LifecycleNode<ServiceHost<S>>) -> bool {
     let host = lifecycle.callbacks();
-    lifecycle.state() == State::Active && host.daemon_running() && host.probe_fresh()
+    lifecycle.state() == State::Active && host.daemons_running() && host.probe_fresh()
 }
 
 fn publish_health<S: Service>(
@@ -1267,10 +1475,14 @@ fn publish_health<S: Service>(
     let host = lifecycle.callbacks();
     host.metrics.set_healthy(data);
     host.metrics.set_lifecycle_state(lifecycle.state().id());
-    host.metrics.set_daemon(
-        host.daemon_running(),
-        host.daemon.as_ref().map(Daemon::uptime).unwrap_or_default(),
-    );
+    for slot in &host.daemons {
+        let running = slot.running.as_ref().filter(|d| d.is_running());
+        host.metrics.set_daemon(
+            slot.name,
+            running.is_some(),
+            running.map(Daemon::uptime).unwrap_or_default(),
+        );
+    }
     if force || outputs.last_health != Some(data) {
         if let Err(e) = outputs.health.publish(&Bool { data }) {
             tracing::warn!(error = %e, "could not publish health");
@@ -1279,30 +1491,59 @@ fn publish_health<S: Service>(
     }
 }
 
+/// One daemon in status: `{name, required, running, pid, restarts,
+/// last_exit}` (the published copy adds `uptime_s`).
+fn daemon_status(slot: &DaemonSlot) -> Value {
+    let running = slot.running.as_ref().filter(|d| d.is_running());
+    json!({
+        "name": slot.name,
+        "required": slot.required,
+        "running": running.is_some(),
+        "pid": running.map(Daemon::pid),
+        "restarts": slot.restarts,
+        "last_exit": slot.supervisor.status().last_exit,
+    })
+}
+
 /// The status payload: everything but the timestamp, nonce and signature
 /// (the envelope adds those), so "changed" means a real change.
+/// `daemons` lists every daemon; `daemon` repeats the first one with the
+/// version, for tools written against one-daemon services (null when the
+/// config names none; the upstream's name, not running, before a config).
 fn status_payload<S: Service>(node: &Node, lifecycle: &LifecycleNode<ServiceHost<S>>) -> Value {
     let host = lifecycle.callbacks();
     let state = lifecycle.state();
-    let daemon = host.daemon.as_ref().filter(|d| d.is_running());
-    let detail = match &host.last_probe {
-        Some(Ok(report)) => Value::Object(report.detail.clone()),
-        _ => Value::Object(Map::new()),
+    let (detail, warnings) = match &host.last_probe {
+        Some(Ok(report)) => (
+            Value::Object(report.detail.clone()),
+            report.warnings.clone(),
+        ),
+        _ => (Value::Object(Map::new()), Vec::new()),
     };
+    let daemons: Vec<Value> = host.daemons.iter().map(daemon_status).collect();
+    // Before any config names the daemons, the upstream, not running.
+    let first = match daemons.first() {
+        Some(d) => Some(d.clone()),
+        None if !host.daemons_planned => Some(json!({
+            "name": S::DAEMON, "required": true, "running": false, "pid": null,
+            "restarts": 0, "last_exit": null,
+        })),
+        None => None,
+    }
+    .map(|mut d| {
+        d["version"] = json!(host.version);
+        d
+    });
     json!({
         "node": node.fully_qualified_name(),
         "service": S::NAME,
         "lifecycle_state": state.label(),
         "healthy": healthy(lifecycle),
-        "daemon": {
-            "name": S::DAEMON,
-            "running": daemon.is_some(),
-            "pid": daemon.map(Daemon::pid),
-            "restarts": host.restarts,
-            "version": host.version,
-            "last_exit": host.supervisor.status().last_exit,
-        },
+        "version": host.version,
+        "daemon": first,
+        "daemons": daemons,
         "detail": detail,
+        "warnings": warnings,
         "inputs": input_status(&host.service, &host.inputs),
         "last_error": host.last_error,
     })
@@ -1341,13 +1582,14 @@ fn publish_status<S: Service>(
     // Uptime changes every second; it goes in the published copy only, so
     // it does not count as a change.
     let mut published = payload.clone();
-    if let Some(d) = lifecycle
-        .callbacks()
-        .daemon
-        .as_ref()
-        .filter(|d| d.is_running())
-    {
-        published["daemon"]["uptime_s"] = json!(d.uptime().as_secs());
+    for (index, slot) in lifecycle.callbacks().daemons.iter().enumerate() {
+        if let Some(d) = slot.running.as_ref().filter(|d| d.is_running()) {
+            let uptime = json!(d.uptime().as_secs());
+            published["daemons"][index]["uptime_s"] = uptime.clone();
+            if index == 0 {
+                published["daemon"]["uptime_s"] = uptime;
+            }
+        }
     }
     let signed = key
         .sign(published.clone())
@@ -1370,7 +1612,14 @@ fn publish_status<S: Service>(
 fn diagnostics<S: Service>(status: &Value) -> DiagnosticArray {
     let healthy = status["healthy"].as_bool().unwrap_or(false);
     let state = status["lifecycle_state"].as_str().unwrap_or("unknown");
+    let warnings: Vec<&str> = status["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let (level, message) = match (healthy, state, status["last_error"].as_str()) {
+        (true, _, _) if !warnings.is_empty() => (DiagnosticStatus::WARN, warnings.join("; ")),
         (true, _, _) => (DiagnosticStatus::OK, "healthy".to_string()),
         (false, "active", Some(e)) => (DiagnosticStatus::ERROR, e.to_string()),
         (false, "active", None) => (
@@ -1394,6 +1643,10 @@ fn diagnostics<S: Service>(status: &Value) -> DiagnosticArray {
         }
     };
     flatten("daemon.", &status["daemon"]);
+    for daemon in status["daemons"].as_array().into_iter().flatten() {
+        let name = daemon["name"].as_str().unwrap_or_default();
+        flatten(&format!("daemons.{name}."), daemon);
+    }
     flatten("", &status["detail"]);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1451,8 +1704,8 @@ mod tests {
             let file = paths.run_dir.join("daemon.conf").display().to_string();
             Some(Command::new("grep", ["-q", "good", file.as_str()]))
         }
-        fn daemon_command(&self, _config: &PickyConfig, _paths: &Paths) -> Command {
-            Command::new("sleep", ["30"])
+        fn daemons(&self, _config: &PickyConfig, _paths: &Paths) -> Vec<DaemonSpec> {
+            vec![DaemonSpec::new("sleep", Command::new("sleep", ["30"]))]
         }
         fn metrics(&self) -> &'static [MetricDesc] {
             &[]
@@ -1498,7 +1751,7 @@ mod tests {
             run_dir: dir.join("run"),
         };
         let metrics = Arc::new(Metrics::new("picky", &[]).unwrap());
-        ServiceHost::new(Picky::default(), paths, Timing::default(), metrics)
+        ServiceHost::new(Picky::default(), paths, Timing::default(), metrics, None)
     }
 
     #[tokio::test]
@@ -1632,7 +1885,7 @@ mod tests {
         let rendered = dir.path().join("run/daemon.conf");
         std::fs::write(&host.paths.config, "word = \"good\"\n").unwrap();
         assert_eq!(host.on_configure().await, CallbackResult::Success);
-        host.start_daemon().unwrap();
+        host.start_all().await.unwrap();
 
         host.take_input(0, "/picky/word", "live:-ok", true).await;
         assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "good-ok");
@@ -1642,6 +1895,6 @@ mod tests {
             "good-ok",
             "files the daemon refused live are rolled back"
         );
-        host.stop_daemon().await;
+        host.stop_all().await;
     }
 }

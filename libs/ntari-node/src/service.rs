@@ -1,12 +1,14 @@
 //! The contract between the shared runtime and one network service.
 //!
 //! A service crate (services/ntp, services/dns, …) implements [`Service`]:
-//! what its TOML config looks like, how to render the daemon's own config
-//! files, how the daemon checks them, how to run it in the foreground, how
-//! to probe it over its real protocol, and what the probe says (status
-//! detail and Prometheus samples). Everything else — lifecycle, supervision,
-//! health, status, signing, metrics endpoint, config reload — is the
-//! runtime's, the same for every service.
+//! what its TOML config looks like, how to render the daemons' own config
+//! files, how the daemons check them, which daemons to run in the
+//! foreground (none, one or several, see [`DaemonSpec`]), what to set up
+//! before them and tear down after them, how to probe the service over its
+//! real protocol, and what the probe says (status detail and Prometheus
+//! samples). Everything else — lifecycle, supervision, health, status,
+//! signing, metrics endpoint, config reload — is the runtime's, the same
+//! for every service.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -73,6 +75,49 @@ impl Command {
     }
 }
 
+/// One daemon process a service runs, supervised on its own: its own
+/// process group and guard, restart with backoff, crash-loop detection, pid
+/// and restarts in status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSpec {
+    /// Short name, unique within the service (`dnsmasq`, `slapd`): logs,
+    /// status, the `daemon` metric label, `<run>/ntari-<name>.pid`.
+    pub name: &'static str,
+    /// The daemon in the foreground, logging to stdout/stderr.
+    pub command: Command,
+    /// Health needs this daemon running. An optional one is restarted as
+    /// well, but health does not wait for it.
+    pub required: bool,
+    /// Files a previous run may have left behind that would stop the daemon
+    /// from starting (a pid file naming a process that exists again after a
+    /// crash or reboot). Removed before every start of this daemon: the
+    /// runtime knows it is not running then.
+    pub stale_files: Vec<PathBuf>,
+}
+
+impl DaemonSpec {
+    /// A required daemon without stale files.
+    pub fn new(name: &'static str, command: Command) -> Self {
+        DaemonSpec {
+            name,
+            command,
+            required: true,
+            stale_files: Vec::new(),
+        }
+    }
+
+    pub fn with_stale_file(mut self, path: PathBuf) -> Self {
+        self.stale_files.push(path);
+        self
+    }
+
+    /// Health does not depend on this daemon.
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+}
+
 /// One file the daemon reads, rendered from the service config. The runtime
 /// writes it atomically (temp file, fsync, rename) into the run dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,12 +169,17 @@ pub struct ProbeReport {
     /// The service-specific part of `/ntari/<service>/status` (a JSON object).
     pub detail: serde_json::Map<String, serde_json::Value>,
     pub metrics: Vec<MetricSample>,
+    /// Something an admin should look at that does not make the service
+    /// unhealthy (a VPN peer without a handshake for 3 minutes): status
+    /// `warnings`, and `/diagnostics` at level WARN.
+    pub warnings: Vec<String>,
 }
 
 /// How changed files reach a running daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reload {
-    /// Stop the daemon and start it again with the new files.
+    /// Stop the daemons, tear down, set up again and start them with the
+    /// new files.
     Restart,
     /// The daemon re-reads its files on SIGHUP.
     Sighup,
@@ -215,7 +265,8 @@ pub trait Service: Send + Sync + 'static {
     /// Short name: `ntp` gives node `/ntari/ntari_ntp_node` and topics
     /// `/ntari/ntp/health`, `/ntari/ntp/status`.
     const NAME: &'static str;
-    /// The upstream daemon's program name, for logs and status.
+    /// The upstream software the node runs, for `--help` and logs
+    /// (`dnsmasq`; `WireGuard`). The processes are [`Service::daemons`].
     const DAEMON: &'static str;
     /// 127.0.0.1 port of the Prometheus endpoint (DESIGN.md §1).
     const METRICS_PORT: u16;
@@ -229,20 +280,49 @@ pub trait Service: Send + Sync + 'static {
     /// The daemon's config files.
     fn render(&self, config: &Self::Config, paths: &Paths) -> Vec<RenderedFile>;
 
+    /// Called at configure after [`Service::validate`], before rendering
+    /// (never by `check-config`): create what the config names but does
+    /// not exist yet, in the state dir (ntari-vpn's private key). An error
+    /// fails configure.
+    fn prepare(&self, config: &Self::Config, paths: &Paths) -> Result<(), ConfigIssue> {
+        let _ = (config, paths);
+        Ok(())
+    }
+
     /// The daemon's own checker over the rendered files (`chronyd -p`,
     /// `dnsmasq --test`, `kea-dhcp4 -t`); non-zero exit fails configure.
     fn check_command(&self, config: &Self::Config, paths: &Paths) -> Option<Command>;
 
-    /// The daemon in the foreground, logging to stdout/stderr.
-    fn daemon_command(&self, config: &Self::Config, paths: &Paths) -> Command;
+    /// The daemons to run while Active, in start order (they are stopped in
+    /// the reverse order). None at all is fine: a service whose work is done
+    /// by the kernel (WireGuard over netlink) only sets up and tears down.
+    fn daemons(&self, config: &Self::Config, paths: &Paths) -> Vec<DaemonSpec>;
 
-    /// Files a previous run may have left behind that would stop the daemon
-    /// from starting (a pid file naming a process that exists again after a
-    /// crash or reboot). The runtime removes them before every start: it
-    /// knows its own daemon is not running then.
-    fn stale_files(&self, config: &Self::Config, paths: &Paths) -> Vec<PathBuf> {
+    /// Called at activate before any daemon starts, and after a
+    /// [`Reload::Restart`] tore the old setup down: what the daemons need
+    /// that no daemon makes (a kernel interface). An error fails activate.
+    fn set_up(
+        &self,
+        config: &Self::Config,
+        paths: &Paths,
+    ) -> impl Future<Output = Result<(), String>> + Send {
         let _ = (config, paths);
-        Vec::new()
+        async { Ok(()) }
+    }
+
+    /// Undoes [`Service::set_up`] and removes what the daemons leave behind
+    /// (an interface, a socket file). Called after the daemons stopped, at
+    /// deactivate, cleanup, shutdown and ErrorProcessing, and at node start
+    /// with `config` None, for what a previous run killed without an orderly
+    /// shutdown left: keep in the run dir what that needs to know. Must be
+    /// harmless when there is nothing to undo.
+    fn tear_down(
+        &self,
+        config: Option<&Self::Config>,
+        paths: &Paths,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (config, paths);
+        async {}
     }
 
     /// Prints the daemon's version (first line of its output is kept).
@@ -301,10 +381,22 @@ pub trait Service: Send + Sync + 'static {
         async { Err("this service cannot apply a config live".to_string()) }
     }
 
-    /// The daemon was just started (activate, or a restart after an exit):
-    /// state learnt from the previous run may be stale (ntari-dhcp takes a
-    /// new lease snapshot).
-    fn daemon_started(&mut self) {}
+    /// Daemon `daemon` was just started (activate, or a restart after an
+    /// exit). Wait here until it is ready for the next one to start, and do
+    /// what it needs after every start (ntari-vpn configures its device;
+    /// ntari-dhcp takes a new lease snapshot, since what it learnt from the
+    /// previous run may be stale). An error counts as a failed start: the
+    /// daemon is stopped and the error reported. The runtime bounds the wait
+    /// by its activate timeout.
+    fn daemon_started<'a>(
+        &'a mut self,
+        daemon: &'a str,
+        config: &'a Self::Config,
+        paths: &'a Paths,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'a {
+        let _ = (daemon, config, paths);
+        async { Ok(()) }
+    }
 
     /// The topics this service publishes on; none by default.
     fn outputs(&self) -> &'static [Output] {

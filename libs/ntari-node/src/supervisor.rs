@@ -4,21 +4,28 @@
 //! - The daemon runs in its own process group, so stopping it reaches any
 //!   helper it forks, and a Ctrl-C in the node's terminal is not delivered
 //!   to it twice.
-//! - The daemon never outlives the node: it is started through util-linux
-//!   `setpriv --pdeathsig KILL`, so the kernel kills it when the node dies,
-//!   even by SIGKILL. The parent-death signal fires when the *thread* that
-//!   forked exits, so nodes spawn daemons from the main thread (the runtime
-//!   is tokio's current-thread flavour).
-//!   A daemon that changes its own user (dnsmasq drops to `dnsmasq`) loses
-//!   that signal: Linux clears it on a change of credentials. For those the
-//!   node keeps a [`DaemonRecord`] in its run dir, and a node that starts
-//!   after a SIGKILL stops what the record names before anything else
-//!   (OpenRC respawns a killed node at once), so the orphan neither keeps
-//!   the daemon's ports nor serves an old config for long.
+//! - The daemon never outlives the node. A node binary started through
+//!   `runtime::main` runs each daemon under a guard (see [`crate::guard`]):
+//!   the guard leads the daemon's process group, adopts every helper the
+//!   daemon orphans, and kills them all the moment the node is gone, even
+//!   after a SIGKILL of the node and for daemons that changed their user.
+//!   Without a guard (library tests) the daemon is started through
+//!   util-linux `setpriv --pdeathsig KILL`, which holds only for daemons
+//!   that keep their credentials. The parent-death signal fires when the
+//!   *thread* that forked exits, so nodes spawn daemons from the main
+//!   thread (the runtime is tokio's current-thread flavour).
+//! - As a last line, the node keeps a [`DaemonRecord`] per daemon in its
+//!   run dir, and a node that starts after a crash stops what the records
+//!   name ([`stop_leftovers`]) before anything else, checking start time and
+//!   name so it never touches a process it did not start.
 //! - Every exit is reported once on the [`DaemonStatus`] watch channel, with
 //!   the run's generation number so stale reports are never confused with
-//!   the current run.
+//!   the current run, and wakes the `exits` notifier shared by all of a
+//!   node's supervisors.
 
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +33,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::service::Command;
 
@@ -35,6 +42,8 @@ const SETPRIV: &str = "setpriv";
 /// Daemon output lines longer than this are cut, so a runaway daemon
 /// cannot make the node buffer without bound.
 const MAX_LOG_LINE: usize = 4096;
+/// How long a guard may take to report its daemon's pid.
+const GUARD_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a daemon could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +53,8 @@ pub enum SupervisorError {
         command: String,
         source: std::io::Error,
     },
+    #[error("cannot start `{command}`: {message}")]
+    Guard { command: String, message: String },
 }
 
 /// What the runtime knows about the daemon right now.
@@ -61,10 +72,16 @@ pub struct DaemonStatus {
 #[derive(Debug)]
 pub struct Daemon {
     name: &'static str,
+    /// The daemon process itself.
     pid: u32,
+    /// Its process group: the guard's pid, or the daemon's without a guard.
+    group: u32,
     generation: u64,
     started: Instant,
     status: watch::Receiver<DaemonStatus>,
+    /// The node's end of the guard's control socket. Dropping it (the node
+    /// exits, however) makes the guard kill everything it guards.
+    _guard_control: Option<UnixStream>,
 }
 
 /// Starts and tracks runs of one daemon.
@@ -73,7 +90,11 @@ pub struct Supervisor {
     name: &'static str,
     status_tx: watch::Sender<DaemonStatus>,
     generation: u64,
+    /// The node binary, which runs as a guard with [`crate::guard::GUARD_ARG`].
+    guard: Option<PathBuf>,
     use_setpriv: bool,
+    /// Woken after every exit.
+    exits: Arc<Notify>,
     /// The daemon's last non-empty output line: usually why it exited.
     /// Kept apart from the watch channel so a chatty daemon does not wake
     /// the event loop on every line.
@@ -81,9 +102,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(name: &'static str) -> Self {
-        let use_setpriv = which(SETPRIV);
-        if !use_setpriv {
+    /// A supervisor for daemon `name`. With `guard` (the node's own
+    /// binary), daemons run under a guard; `exits` is woken after every exit.
+    pub fn new(name: &'static str, guard: Option<PathBuf>, exits: Arc<Notify>) -> Self {
+        let use_setpriv = guard.is_none() && which(SETPRIV);
+        if guard.is_none() && !use_setpriv {
             tracing::warn!(
                 "`setpriv` (util-linux) not found: {name} will not be killed if this node is killed with SIGKILL"
             );
@@ -98,7 +121,9 @@ impl Supervisor {
             name,
             status_tx,
             generation: 0,
+            guard,
             use_setpriv,
+            exits,
             last_words: Arc::new(Mutex::new(None)),
         }
     }
@@ -121,8 +146,8 @@ impl Supervisor {
     /// Starts the daemon. Its stdout and stderr become tracing events
     /// (target `daemon`), and its exit is reported on the watch channel.
     pub fn start(&mut self, command: &Command) -> Result<Daemon, SupervisorError> {
-        // Checked here because behind setpriv a missing program would only
-        // show up later as a quick exit.
+        // Checked here because behind a guard or setpriv a missing program
+        // would only show up later as a quick exit.
         let found = if command.program.contains('/') {
             std::path::Path::new(&command.program).is_file()
         } else {
@@ -134,16 +159,30 @@ impl Supervisor {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        let mut cmd = if self.use_setpriv {
+        let mut control = None;
+        let mut cmd = if let Some(guard) = &self.guard {
+            let (ours, theirs) = UnixStream::pair().map_err(|source| SupervisorError::Spawn {
+                command: command.display(),
+                source,
+            })?;
+            let mut c = tokio::process::Command::new(guard);
+            c.arg(crate::guard::GUARD_ARG)
+                .arg(&command.program)
+                .stdin(Stdio::from(OwnedFd::from(theirs)));
+            control = Some(ours);
+            c
+        } else if self.use_setpriv {
             let mut c = tokio::process::Command::new(SETPRIV);
-            c.args(["--pdeathsig", "KILL", "--", &command.program]);
+            c.args(["--pdeathsig", "KILL", "--", &command.program])
+                .stdin(Stdio::null());
             c
         } else {
-            tokio::process::Command::new(&command.program)
+            let mut c = tokio::process::Command::new(&command.program);
+            c.stdin(Stdio::null());
+            c
         };
         cmd.args(&command.args)
             .envs(command.env.iter().cloned())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -152,7 +191,14 @@ impl Supervisor {
             command: command.display(),
             source,
         })?;
-        let pid = child.id().unwrap_or(0);
+        let group = child.id().unwrap_or(0);
+        let pid = match &control {
+            Some(socket) => guard_report(socket).map_err(|message| SupervisorError::Guard {
+                command: command.display(),
+                message,
+            })?,
+            None => group,
+        };
         self.generation += 1;
         let generation = self.generation;
         let name = self.name;
@@ -171,6 +217,7 @@ impl Supervisor {
             s.running = true;
         });
         let status_tx = self.status_tx.clone();
+        let exits = self.exits.clone();
         tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => describe_exit(status),
@@ -183,16 +230,55 @@ impl Supervisor {
                     s.last_exit = Some(exit);
                 }
             });
+            exits.notify_one();
         });
         tracing::info!(daemon = name, pid, command = %command.display(), "daemon started");
         Ok(Daemon {
             name,
             pid,
+            group,
             generation,
             started: Instant::now(),
             status: self.watch(),
+            _guard_control: control,
         })
     }
+}
+
+/// The daemon's pid, as the guard reports it on the control socket: one
+/// line, `pid <n>` or `error <why>`. The guard writes it right after its
+/// fork, so the short blocking read does not hold up the event loop.
+fn guard_report(socket: &UnixStream) -> Result<u32, String> {
+    socket
+        .set_read_timeout(Some(GUARD_REPORT_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let line =
+        read_line(socket).map_err(|e| format!("the guard did not report the daemon's pid: {e}"))?;
+    let _ = socket.set_read_timeout(None);
+    let line = line.trim();
+    if let Some(why) = line.strip_prefix("error ") {
+        return Err(why.to_string());
+    }
+    line.strip_prefix("pid ")
+        .and_then(|pid| pid.parse().ok())
+        .ok_or_else(|| format!("the guard said `{line}` instead of the daemon's pid"))
+}
+
+/// One line from the socket, read a byte at a time so that nothing after
+/// the newline is consumed.
+fn read_line(mut socket: &UnixStream) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match socket.read(&mut byte)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            _ if byte[0] == b'\n' => break,
+            _ if line.len() >= 4096 => return Err(std::io::ErrorKind::InvalidData.into()),
+            _ => line.push(byte[0]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 impl Daemon {
@@ -219,8 +305,13 @@ impl Daemon {
             .await;
     }
 
+    /// The process group the daemon runs in (its guard's pid).
+    pub fn group(&self) -> u32 {
+        self.group
+    }
+
     fn signal_group(&self, signal: Signal) {
-        let Ok(pid) = i32::try_from(self.pid) else {
+        let Ok(pid) = i32::try_from(self.group) else {
             return;
         };
         // ESRCH just means the group is already gone.
@@ -271,7 +362,7 @@ impl DaemonRecord {
     /// `program`: its start time from /proc, and the name the kernel gives
     /// the process once it runs `program` (the file name, cut to 15 bytes).
     pub fn of(pid: u32, program: &str) -> Option<Self> {
-        let (start_time, _, _) = proc_stat(pid)?;
+        let start_time = proc_stat(pid)?.start_time;
         let name = program.rsplit('/').next().unwrap_or(program);
         let mut cut = name.len().min(15);
         while !name.is_char_boundary(cut) {
@@ -305,24 +396,91 @@ impl DaemonRecord {
     /// True while the recorded process itself still runs (not a zombie, and
     /// not another process that got the same pid).
     pub fn is_alive(&self) -> bool {
-        proc_stat(self.pid).is_some_and(|(start, comm, state)| {
-            start == self.start_time && comm == self.comm && state != 'Z'
+        proc_stat(self.pid).is_some_and(|p| {
+            p.start_time == self.start_time && p.comm == self.comm && p.state != 'Z'
         })
     }
 }
 
-/// Start time, name and state of process `pid`, from /proc/<pid>/stat.
-fn proc_stat(pid: u32) -> Option<(u64, String, char)> {
+/// What /proc/<pid>/stat says of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    pub pid: Pid,
+    pub comm: String,
+    pub state: char,
+    pub ppid: Pid,
+    pub pgrp: Pid,
+    /// Clock ticks since boot.
+    pub start_time: u64,
+}
+
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ...`: comm may hold spaces and parentheses.
+    // `pid (comm) state ppid pgrp ...`: comm may hold spaces and parentheses.
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
     let mut rest = stat.get(close + 1..)?.split_whitespace();
     let state = rest.next()?.chars().next()?;
-    // Field 22 of stat is the start time; `state` was field 3.
-    let start_time = rest.nth(18)?.parse().ok()?;
-    Some((start_time, comm, state))
+    let mut number = || rest.next()?.parse::<i32>().ok();
+    let ppid = Pid::from_raw(number()?);
+    let pgrp = Pid::from_raw(number()?);
+    // Field 22 of stat is the start time; `pgrp` was field 5.
+    let start_time = rest.nth(16)?.parse().ok()?;
+    Some(ProcStat {
+        pid: Pid::from_raw(i32::try_from(pid).ok()?),
+        comm,
+        state,
+        ppid,
+        pgrp,
+        start_time,
+    })
+}
+
+/// Every process this one can see.
+pub(crate) fn processes() -> Vec<ProcStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// Stops the processes this node adopted as a child subreaper: the
+/// children whose parent died under them (a guard killed by hand, a
+/// daemon's helper), which are not in the node's own process group (its
+/// checkers and probes are) and not one of `own_groups` (its guards). They
+/// get SIGKILL, to them and their group, and are reaped. Returns how many.
+pub fn stop_adopted(own_groups: &[u32]) -> usize {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let me = nix::unistd::getpid();
+    let my_group = nix::unistd::getpgrp();
+    let mut stopped = 0;
+    for p in processes() {
+        let ours = own_groups
+            .iter()
+            .any(|g| i32::try_from(*g) == Ok(p.pid.as_raw()));
+        if p.ppid != me || p.pgrp == my_group || ours {
+            continue;
+        }
+        if p.state != 'Z' {
+            tracing::warn!(
+                pid = p.pid.as_raw(),
+                comm = %p.comm,
+                "stopping a process this node adopted (its parent, a daemon or guard, died)"
+            );
+            if p.pgrp == p.pid {
+                let _ = killpg(p.pgrp, Signal::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(p.pid, Signal::SIGKILL);
+            stopped += 1;
+        }
+        // Only this pid: never a status tokio waits for.
+        let _ = waitpid(p.pid, Some(WaitPidFlag::WNOHANG));
+    }
+    stopped
 }
 
 /// Stops the daemon a previous run of this node left running, if the
@@ -357,6 +515,32 @@ pub async fn stop_leftover(path: &std::path::Path, timeout: Duration) -> Option<
         }
     }
     Some(record)
+}
+
+/// The record file of daemon `name` in `run_dir`.
+pub fn record_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join(format!("ntari-{name}.pid"))
+}
+
+/// [`stop_leftover`] for every daemon record in `run_dir`
+/// (`ntari-*.pid`), whatever daemons the config names now.
+pub async fn stop_leftovers(run_dir: &Path, timeout: Duration) -> Vec<DaemonRecord> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return Vec::new();
+    };
+    let records: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ntari-") && n.ends_with(".pid"))
+        })
+        .collect();
+    let mut stopped = Vec::new();
+    for path in records {
+        stopped.extend(stop_leftover(&path, timeout).await);
+    }
+    stopped
 }
 
 fn describe_exit(status: ExitStatus) -> String {
@@ -426,7 +610,7 @@ mod tests {
 
     #[tokio::test]
     async fn reports_exit_and_generation() {
-        let mut sup = Supervisor::new("sh");
+        let mut sup = Supervisor::new("sh", None, Arc::new(Notify::new()));
         let mut first = sup.start(&sh("exit 3")).unwrap();
         first.exited().await;
         assert!(!first.is_running());
@@ -442,7 +626,7 @@ mod tests {
 
     #[tokio::test]
     async fn sigterm_ignorers_get_sigkill_after_the_timeout() {
-        let mut sup = Supervisor::new("sh");
+        let mut sup = Supervisor::new("sh", None, Arc::new(Notify::new()));
         let daemon = sup
             .start(&sh("trap '' TERM; while :; do sleep 0.1; done"))
             .unwrap();
@@ -511,7 +695,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_programs_are_a_clear_error() {
-        let mut sup = Supervisor::new("nope");
+        let mut sup = Supervisor::new("nope", None, Arc::new(Notify::new()));
         let err = sup
             .start(&Command::new("/nonexistent/daemon", ["-x"]))
             .unwrap_err();

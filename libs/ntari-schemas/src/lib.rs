@@ -11,6 +11,7 @@
 //! anything else bumps it, and a reader refuses versions it does not know.
 
 pub mod leases;
+pub mod peers;
 
 /// A document that does not match its schema, with where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

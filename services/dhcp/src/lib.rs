@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ntari_node::service::{
-    Command, ConfigIssue, MetricDesc, Output, Paths, ProbeReport, Publication, Reload,
+    Command, ConfigIssue, DaemonSpec, MetricDesc, Output, Paths, ProbeReport, Publication, Reload,
     RenderedFile, Service,
 };
 use ntari_schemas::leases::TOPIC;
@@ -123,21 +123,18 @@ impl Service for Dhcp {
     }
 
     /// `kea-dhcp4 -c <conf>`: Kea stays in the foreground and logs to
-    /// stdout.
-    fn daemon_command(&self, _config: &DhcpConfig, paths: &Paths) -> Command {
-        kea_command(
+    /// stdout. It refuses to start while its pid file names a live process,
+    /// which after a crash may be an unrelated one: that file is stale.
+    fn daemons(&self, _config: &DhcpConfig, paths: &Paths) -> Vec<DaemonSpec> {
+        let command = kea_command(
             vec![
                 "-c".into(),
                 render::config_path(paths).display().to_string(),
             ],
             paths,
-        )
-    }
-
-    /// Kea refuses to start while its pid file names a live process, which
-    /// after a crash may be an unrelated one.
-    fn stale_files(&self, _config: &DhcpConfig, paths: &Paths) -> Vec<PathBuf> {
-        vec![paths.run_dir.join(render::PID_FILE)]
+        );
+        vec![DaemonSpec::new(Self::DAEMON, command)
+            .with_stale_file(paths.run_dir.join(render::PID_FILE))]
     }
 
     fn version_command(&self) -> Option<Command> {
@@ -188,6 +185,7 @@ impl Service for Dhcp {
             Ok(ProbeReport {
                 detail,
                 metrics: kea_stats.metrics,
+                ..Default::default()
             })
         }
     }
@@ -221,8 +219,14 @@ impl Service for Dhcp {
 
     /// A snapshot on every (re)start of Kea: on activation subscribers get
     /// the table as Kea loaded it.
-    fn daemon_started(&mut self) {
+    async fn daemon_started(
+        &mut self,
+        _daemon: &str,
+        _config: &DhcpConfig,
+        _paths: &Paths,
+    ) -> Result<(), String> {
         self.leases.resync();
+        Ok(())
     }
 
     fn outputs(&self) -> &'static [Output] {
@@ -280,7 +284,8 @@ mod tests {
             run_dir: "/run/ntari/dhcp".into(),
         };
         let config = DhcpConfig::default();
-        let daemon = Dhcp::default().daemon_command(&config, &paths);
+        let spec = Dhcp::default().daemons(&config, &paths).remove(0);
+        let daemon = spec.command;
         assert_eq!(daemon.args, ["-c", "/run/ntari/dhcp/kea-dhcp4.conf"]);
         let env: Vec<(&str, &str)> = daemon
             .env
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(check.args, ["-t", "/run/ntari/dhcp/kea-dhcp4.conf"]);
         assert_eq!(check.env, daemon.env);
         assert_eq!(
-            Dhcp::default().stale_files(&config, &paths),
+            spec.stale_files,
             [PathBuf::from("/run/ntari/dhcp/kea-dhcp4.kea-dhcp4.pid")]
         );
     }

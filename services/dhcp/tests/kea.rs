@@ -1,6 +1,6 @@
 //! Integration tests against the real kea-dhcp4 (2.2), without the runtime:
 //! render into a temp dir, run Kea's checker, run Kea exactly as the
-//! runtime would (`daemon_command`), talk to its control socket, and get
+//! runtime would (`daemons`), talk to its control socket, and get
 //! leases with busybox `udhcpc` from a network namespace. Each test creates
 //! its own namespace and veth pair and removes them; Kea serves the root
 //! end, so nothing leaves the pair.
@@ -228,8 +228,9 @@ impl Instance {
     }
 
     fn start(&self) -> Kea {
-        let cmd = Dhcp::default().daemon_command(&self.config, &self.paths);
-        for stale in Dhcp::default().stale_files(&self.config, &self.paths) {
+        let spec = Dhcp::default().daemons(&self.config, &self.paths).remove(0);
+        let cmd = spec.command;
+        for stale in spec.stale_files {
             let _ = fs::remove_file(stale);
         }
         let log = fs::File::create(self.dir.path().join("kea.log")).unwrap();

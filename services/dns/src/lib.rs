@@ -28,7 +28,8 @@ use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ntari_node::service::{
-    Command, ConfigIssue, Input, MetricDesc, Paths, ProbeReport, Reload, RenderedFile, Service,
+    Command, ConfigIssue, DaemonSpec, Input, MetricDesc, Paths, ProbeReport, Reload, RenderedFile,
+    Service,
 };
 use ntari_schemas::leases::{self, LeaseMessage};
 use serde_json::{json, Value};
@@ -125,7 +126,7 @@ impl Service for Dns {
 
     /// `dnsmasq -k --conf-file=<run>/dnsmasq.conf`: foreground, logging to
     /// stderr (the conf says `log-facility=-`).
-    fn daemon_command(&self, config: &DnsConfig, paths: &Paths) -> Command {
+    fn daemons(&self, config: &DnsConfig, paths: &Paths) -> Vec<DaemonSpec> {
         if config.user != "root" {
             if let Some(dir) = render::unreadable_for_others(&paths.run_dir) {
                 tracing::warn!(
@@ -137,13 +138,14 @@ impl Service for Dns {
                 );
             }
         }
-        Command::new(
+        let command = Command::new(
             DNSMASQ,
             [
                 "--keep-in-foreground".to_string(),
                 format!("--conf-file={}", render::config_path(paths).display()),
             ],
-        )
+        );
+        vec![DaemonSpec::new(Self::DAEMON, command)]
     }
 
     fn version_command(&self) -> Option<Command> {
@@ -197,6 +199,7 @@ impl Service for Dns {
             Ok(ProbeReport {
                 metrics: stats.metrics(lease_names),
                 detail,
+                ..Default::default()
             })
         }
     }

@@ -1,6 +1,6 @@
 //! Integration tests against the real dnsmasq, without the runtime: render
 //! into a temp dir, run dnsmasq's own checker, run dnsmasq in the
-//! foreground exactly as the runtime would (`daemon_command`), probe it,
+//! foreground exactly as the runtime would (`daemons`), probe it,
 //! and resolve names with `dig`. Loopback high ports only.
 //!
 //! The graph side (lifecycle, health, lease messages over DDS) is tested in
@@ -72,7 +72,11 @@ impl Instance {
     }
 
     fn start(&self) -> Daemon {
-        let cmd = self.dns.daemon_command(&self.config, &self.paths);
+        let cmd = self
+            .dns
+            .daemons(&self.config, &self.paths)
+            .remove(0)
+            .command;
         Daemon::spawn(
             &cmd.program,
             &cmd.args,

@@ -29,10 +29,9 @@ pub mod render;
 pub mod stats;
 
 use std::future::Future;
-use std::path::PathBuf;
 
 use ntari_node::service::{
-    Command, ConfigIssue, MetricDesc, Paths, ProbeReport, Reload, RenderedFile, Service,
+    Command, ConfigIssue, DaemonSpec, MetricDesc, Paths, ProbeReport, Reload, RenderedFile, Service,
 };
 
 pub use config::{NtpConfig, Upstream};
@@ -88,8 +87,10 @@ impl Service for Ntp {
     /// `chronyd -d -u root -f <conf> [-x]`: foreground, log to stderr
     /// (`-d`), keep root (`-u root`: chronyd would otherwise switch to its
     /// compiled-in user `_chrony`, which cannot write the run and state dirs
-    /// the runtime created), `-x` when `leave_clock_alone`.
-    fn daemon_command(&self, config: &NtpConfig, paths: &Paths) -> Command {
+    /// the runtime created), `-x` when `leave_clock_alone`. chronyd refuses
+    /// to start when its pid file names a live process, which after a crash
+    /// can be an unrelated one that reused the pid: that file is stale.
+    fn daemons(&self, config: &NtpConfig, paths: &Paths) -> Vec<DaemonSpec> {
         let mut args = vec![
             "-d".to_string(),
             "-u".into(),
@@ -100,17 +101,12 @@ impl Service for Ntp {
         if config.leave_clock_alone {
             args.push("-x".into());
         }
-        Command::new(CHRONYD, args)
+        vec![DaemonSpec::new(Self::DAEMON, Command::new(CHRONYD, args))
+            .with_stale_file(paths.run_dir.join(PID_FILE))]
     }
 
     fn version_command(&self) -> Option<Command> {
         Some(Command::new(CHRONYD, ["--version"]))
-    }
-
-    /// chronyd refuses to start when its pid file names a live process,
-    /// which after a crash can be an unrelated one that reused the pid.
-    fn stale_files(&self, _config: &NtpConfig, paths: &Paths) -> Vec<PathBuf> {
-        vec![paths.run_dir.join(PID_FILE)]
     }
 
     fn metrics(&self) -> &'static [MetricDesc] {
@@ -159,7 +155,7 @@ mod tests {
             "chronyd -p -f /run/ntari/ntp/chrony.conf"
         );
         assert_eq!(
-            Ntp.daemon_command(&c, &p).display(),
+            Ntp.daemons(&c, &p)[0].command.display(),
             "chronyd -d -u root -f /run/ntari/ntp/chrony.conf"
         );
         let dev = NtpConfig {
@@ -167,7 +163,7 @@ mod tests {
             ..c.clone()
         };
         assert_eq!(
-            Ntp.daemon_command(&dev, &p).display(),
+            Ntp.daemons(&dev, &p)[0].command.display(),
             "chronyd -d -u root -f /run/ntari/ntp/chrony.conf -x"
         );
         assert_eq!(

@@ -682,6 +682,7 @@ impl ChronyStatus {
         ProbeReport {
             detail: self.detail(),
             metrics: self.metrics(),
+            ..Default::default()
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Integration tests against the real chronyd (4.x), without the runtime:
 //! render into a temp dir, run chronyd's own checker, run chronyd in the
-//! foreground exactly as the runtime would (`daemon_command`), and probe it
+//! foreground exactly as the runtime would (`daemons`), and probe it
 //! over its command socket. Loopback addresses only; every chronyd runs with
 //! `-x` (leave_clock_alone) so the host clock is never touched.
 
@@ -97,7 +97,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(inst: &Instance) -> Daemon {
-        let cmd = Ntp.daemon_command(&inst.config, &inst.paths);
+        let cmd = Ntp.daemons(&inst.config, &inst.paths).remove(0).command;
         assert!(
             cmd.args.iter().any(|a| a == "-x"),
             "tests must leave the clock alone"
