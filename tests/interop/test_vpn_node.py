@@ -270,11 +270,21 @@ def test_a_peer_without_handshake_is_stale_a_warning_not_unhealthy(vpn):
     is `stale`, status lists a warning, /diagnostics says WARN."""
     p = vpn.peer()     # never started: nothing answers at its endpoint
     p.net.create()
-    node = vpn.start([("silent", p)])
+    _, roaming = wg_key()   # and one without an endpoint (it would call us)
+    text = vpn.config([("silent", p)]) + f"""
+[[peers]]
+name = "roaming"
+public_key = "{roaming}"
+allowed_ips = ["{vpn.net}.9/32"]
+"""
+    node = vpn.start([], config_text=text)
     wait_health(node, True, READY_TIMEOUT)
-    env = wait_status(node, lambda x: x["warnings"], 10, "a warning in status")
+    env = wait_status(node, lambda x: len(x["warnings"]) == 2, 10, "a warning per peer in status")
     assert env["payload"]["healthy"] is True
     assert "peer silent is stale: no handshake yet" in env["payload"]["warnings"]
+    peers = {x["name"]: x for x in env["payload"]["detail"]["peers"]}
+    # boringtun once carried one peer's endpoint over to the next of the same request.
+    assert peers["roaming"]["endpoint"] is None and peers["silent"]["endpoint"] == p.endpoint, peers
 
 
 def test_kill_9_of_the_tunnel_health_false_at_once_then_handshake_again(vpn):

@@ -140,6 +140,7 @@ class Launcher:
         self.procs: List[NodeProcess] = []
         self.nets: List[netns.ClientNet] = []
         self.dirs: List[Path] = []
+        self.markers: List[str] = []
         request.node._ntari_procs = self.procs
 
     def launch(self, binary, *args, env=None, name=None) -> NodeProcess:
@@ -169,6 +170,7 @@ class Launcher:
         """Start node ``c`` as its contract entry says (``args`` appended)."""
         env = contract.StartEnv()
         env.launch, env.binary, env.workdir, env.client_net = self.launch, find_binary, self.workdir, self.client_net
+        env.mark = self.markers.append
         env.args = list(args)
         env.probe_interval = str(probe_interval)
         return c.start(c, env)
@@ -191,7 +193,8 @@ class Launcher:
 
     def leftovers(self) -> List[int]:
         """PIDs of live processes whose command line names one of this test's
-        work dirs: daemons our nodes started there that are still running."""
+        work dirs (or a marker a start function gave): daemons our nodes
+        started that are still running."""
         out = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
@@ -201,7 +204,7 @@ class Launcher:
                 state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if state != "Z" and any(str(d) in cmd for d in self.dirs):
+            if state != "Z" and any(str(m) in cmd for m in [*self.dirs, *self.markers]):
                 out.append(int(entry))
         return out
 

@@ -106,6 +106,7 @@ def runtime_publishers(service: str) -> Dict[str, Topic]:
 
 
 LEASES = "/ntari/dhcp/leases"
+PEERS = "/ntari/vpn/peers"
 
 
 # ---------------------------------------------------------------------------
@@ -129,6 +130,8 @@ class StartEnv:
     * ``workdir(name)`` -> a fresh 0755 directory (dnsmasq drops to its own
       user and must read the node's run dir), short enough for Kea's socket;
     * ``client_net()`` -> a tests/interop/netns.py ClientNet, removed at teardown;
+    * ``mark(text)``: processes whose command line holds ``text`` are the
+      node's too (leftover checks), besides those naming its work dir;
     * ``args``: extra command-line arguments for the node;
     * ``probe_interval``: seconds between a service node's probes (default 0.5).
     """
@@ -136,6 +139,7 @@ class StartEnv:
     binary: Callable
     workdir: Callable
     client_net: Callable
+    mark: Callable
     args: List[str]
     probe_interval: str = "0.5"
 
@@ -181,6 +185,30 @@ def start_dns(c: "NodeContract", env: StartEnv) -> Running:
     return Running(c, proc, d, {"port": port, "domain": "coop.lan"})
 
 
+def start_vpn(c: "NodeContract", env: StartEnv) -> Running:
+    """examples/vpn.toml (boringtun here, as `auto` picks without the kernel
+    module) with a unique interface name, a free port and a random tunnel
+    network; its peer's endpoint moved onto a throw-away veth pair, where
+    nothing answers, so no packet leaves the test's own network."""
+    import random
+    net = env.client_net()
+    d = env.workdir(c.key)
+    iface = "ntr2v%05x" % random.randrange(1 << 20)
+    n = random.randrange(100, 250)
+    text = (EXAMPLES / "vpn.toml").read_text()
+    text = _replace(text, '"wg-coop"', f'"{iface}"', "examples/vpn.toml")
+    text = _replace(text, "listen_port = 51820", f"listen_port = {free_port()}", "examples/vpn.toml")
+    text = _replace(text, "10.77.", f"10.{n}.", "examples/vpn.toml")
+    text = _replace(text, "10.78.", f"10.{n + 1}.", "examples/vpn.toml")
+    text = _replace(text, '"192.0.2.10:51820"', f'"{net.net}.2:51820"', "examples/vpn.toml")
+    cfg = d / "vpn.toml"
+    cfg.write_text(text)
+    # The tunnel process's command line names the interface, not the dir.
+    env.mark(iface)
+    proc = env.launch(env.binary(c.binary), *_service_args(d, cfg, env), *env.args, name=c.key)
+    return Running(c, proc, d, {"net": net, "interface": iface})
+
+
 def start_dhcp(c: "NodeContract", env: StartEnv) -> Running:
     """examples/dhcp.toml moved onto a throw-away veth pair: its server end
     instead of ntari-demo0, the pair's /24 instead of 192.168.77.0/24."""
@@ -213,6 +241,9 @@ class NodeContract:
     services: Dict[str, str] = field(default_factory=dict)
     daemon: Optional[str] = None      # the supervised daemon's process name
     has_status: bool = False          # /ntari/<service>/status + /diagnostics (the service runtime)
+    # The /diagnostics level of the healthy node as started here: WARN where
+    # the example config itself calls for attention.
+    healthy_level: str = "OK"
 
     @property
     def fqn(self) -> str:
@@ -262,6 +293,15 @@ NODES: List[NodeContract] = [
         binary="ntari-dhcp", crate="ntari-dhcp", start=start_dhcp, service="dhcp",
         publishers={**runtime_publishers("dhcp"), LEASES: Topic("std_msgs/msg/String", LATCHED)},
         daemon="kea-dhcp4", has_status=True,
+    ),
+    NodeContract(
+        key="vpn", namespace="/ntari", name="ntari_vpn_node",
+        binary="ntari-vpn", crate="ntari-vpn", start=start_vpn, service="vpn",
+        publishers={**runtime_publishers("vpn"), PEERS: Topic("std_msgs/msg/String", LATCHED)},
+        # The boringtun tunnel is the node binary itself (`ntari-vpn __boringtun`).
+        # Its example peers never answer (nothing runs at their endpoints),
+        # so both are stale: healthy, with a warning each.
+        daemon="ntari-vpn", has_status=True, healthy_level="WARN",
     ),
 ]
 

@@ -107,13 +107,20 @@ def test_diagnostics_is_a_diagnostic_array_matching_the_status(c, ros, nodes):
     start_healthy(c, ros, nodes)
     name = f"ntari/{c.service}"
 
-    def ours_ok(m):
-        return any(st.name == name and st.level == DiagnosticStatus.OK for st in m.status)
-    d = diag.wait_for(ours_ok, 15, f"/diagnostics with {name} at level OK")
+    level = getattr(DiagnosticStatus, c.healthy_level)
+
+    def ours_healthy(m):
+        return any(st.name == name and st.level == level for st in m.status)
+    d = diag.wait_for(ours_healthy, 15, f"/diagnostics with {name} at level {c.healthy_level}")
     assert isinstance(d.msg, DiagnosticArray)
     assert abs(d.msg.header.stamp.sec - time.time()) < 60, d.msg.header
     st = next(st for st in d.msg.status if st.name == name)
-    assert st.message == "healthy" and st.hardware_id == c.fqn, st
+    assert st.hardware_id == c.fqn, st
+    if c.healthy_level == "OK":
+        assert st.message == "healthy", st
+    else:   # healthy with warnings: the message is the status's warnings
+        assert st.message == "; ".join(envelope(status.wait_for(lambda m: envelope(m)["payload"]["warnings"], 15,
+                                                                "warnings in status").msg)["payload"]["warnings"]), st
     kv = {v.key: v.value for v in st.values}
     assert kv["lifecycle_state"] == "active", kv
 

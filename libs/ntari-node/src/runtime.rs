@@ -1353,7 +1353,10 @@ async fn on_daemon_exit<S: Service>(lifecycle: &mut LifecycleNode<ServiceHost<S>
     let exit = host.exit_reason(index);
     let window = host.timing.crash_loop_window;
     let crash_loop_exits = host.timing.crash_loop_exits;
-    host.last_good_probe = None;
+    if host.daemons[index].required {
+        // Health needs a new good probe of the restarted daemon.
+        host.last_good_probe = None;
+    }
     let slot = &mut host.daemons[index];
     slot.running = None;
     let _ = std::fs::remove_file(supervisor::record_path(&host.paths.run_dir, slot.name));

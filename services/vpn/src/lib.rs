@@ -53,8 +53,9 @@ impl Vpn {
         backend: Backend,
         paths: &Paths,
     ) -> Result<(), String> {
-        let update = render::full(config, Self::private_key(config, paths)?, paths)?;
-        device::apply(&config.interface, backend, update).await?;
+        for update in render::full(config, Self::private_key(config, paths)?, paths)? {
+            device::apply(&config.interface, backend, update).await?;
+        }
         self.remember_applied(config);
         device::configure_link(config).await
     }
@@ -238,9 +239,9 @@ impl Service for Vpn {
             .map(|p| p.config.public_key.clone())
             .collect();
         let applied = self.applied.lock().ok().and_then(|a| a.clone());
-        let (removals, additions) = render::peer_changes(applied.as_ref(), config, &keys, paths)?;
-        device::apply(&config.interface, backend, removals).await?;
-        device::apply(&config.interface, backend, additions).await?;
+        for update in render::peer_changes(applied.as_ref(), config, &keys, paths)? {
+            device::apply(&config.interface, backend, update).await?;
+        }
         self.remember_applied(config);
         device::sync_routes(config).await?;
         tracing::info!(peers = config.peers.len(), "peers applied live");

@@ -4,6 +4,12 @@
 //! WireGuard takes its config over UAPI or netlink, not from a file, so
 //! nothing is written to the run dir; this module is the "render" step of
 //! the other services all the same.
+//!
+//! A config becomes a list of updates with at most one peer each, applied
+//! in order: boringtun's UAPI parser carries a peer's endpoint, keepalive,
+//! preshared key and `remove` over into the next peer of the same request
+//! (upstream and defguard's fork alike), so one request per peer is the
+//! only safe form.
 
 use std::path::Path;
 
@@ -44,44 +50,48 @@ pub fn peer(peer: &PeerConfig, paths: &Paths) -> Result<PeerConfigBuilder, Strin
     Ok(builder)
 }
 
-/// Everything: key, port and exactly the configured peers (`replace_peers`).
-pub fn full(config: &VpnConfig, private_key: Key, paths: &Paths) -> Result<DeviceUpdate, String> {
-    let peers = config
-        .peers
-        .iter()
-        .map(|p| peer(p, paths).map_err(|e| format!("peer {}: {e}", p.name)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(DeviceUpdate::new()
+/// Everything: key, port and no peers (`replace_peers`), then each
+/// configured peer.
+pub fn full(
+    config: &VpnConfig,
+    private_key: Key,
+    paths: &Paths,
+) -> Result<Vec<DeviceUpdate>, String> {
+    let mut plan = vec![DeviceUpdate::new()
         .set_private_key(private_key)
         .set_listen_port(config.listen_port)
-        .replace_peers()
-        .add_peers(&peers))
+        .replace_peers()];
+    for p in &config.peers {
+        let builder = peer(p, paths).map_err(|e| format!("peer {}: {e}", p.name))?;
+        plan.push(DeviceUpdate::new().add_peer(builder));
+    }
+    Ok(plan)
 }
 
 /// The peer changes from `applied` (the config the device was last given;
 /// None: unknown) to `config`, for a device whose peers are now `current`
-/// (public keys): first the removals, then the additions. A peer whose
-/// settings changed is removed and added again (boringtun refuses to
-/// modify a peer in place); peers that stay as they were are not touched,
-/// so their sessions go on.
+/// (public keys): the removals, then the additions. A peer whose settings
+/// changed is removed and added again (boringtun refuses to modify a peer
+/// in place); peers that stay as they were are not touched, so their
+/// sessions go on.
 pub fn peer_changes(
     applied: Option<&VpnConfig>,
     config: &VpnConfig,
     current: &[Key],
     paths: &Paths,
-) -> Result<(DeviceUpdate, DeviceUpdate), String> {
-    let mut removals = DeviceUpdate::new();
-    let mut additions = DeviceUpdate::new();
+) -> Result<Vec<DeviceUpdate>, String> {
     let wanted = config
         .peers
         .iter()
         .map(|p| config::parse_key(&p.public_key).map(|k| (k, p)))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut removals = Vec::new();
+    let mut additions = Vec::new();
     for key in current
         .iter()
         .filter(|k| !wanted.iter().any(|(w, _)| w == *k))
     {
-        removals = removals.remove_peer_by_key(key);
+        removals.push(DeviceUpdate::new().remove_peer_by_key(key));
     }
     for (key, peer_config) in &wanted {
         let before = applied.and_then(|a| {
@@ -92,15 +102,16 @@ pub fn peer_changes(
         let on_device = current.contains(key);
         let changed = on_device && before.is_some_and(|b| b != *peer_config);
         if changed {
-            removals = removals.remove_peer_by_key(key);
+            removals.push(DeviceUpdate::new().remove_peer_by_key(key));
         }
         if !on_device || changed {
             let builder =
                 peer(peer_config, paths).map_err(|e| format!("peer {}: {e}", peer_config.name))?;
-            additions = additions.add_peer(builder);
+            additions.push(DeviceUpdate::new().add_peer(builder));
         }
     }
-    Ok((removals, additions))
+    removals.extend(additions);
+    Ok(removals)
 }
 
 /// Routes to install on the interface: every allowed IP that the
@@ -151,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn only_new_changed_and_dropped_peers_are_touched() {
+    fn only_new_changed_and_dropped_peers_are_touched_one_per_update() {
         let paths = Paths {
             config: "/x".into(),
             state_dir: "/nonexistent".into(),
@@ -161,42 +172,41 @@ mod tests {
         let kept = config::parse_key(&old.peers[0].public_key).unwrap();
         let gone = Key::generate_private().get_public();
         // DeviceUpdate has no getters; its Debug output shows the plan.
-        let plan = |u: &DeviceUpdate| format!("{u:?}");
+        let plan = |updates: &[DeviceUpdate]| -> Vec<String> {
+            updates.iter().map(|u| format!("{u:?}")).collect()
+        };
+        let peers_in = |u: &String| u.matches("PeerConfigBuilder").count();
 
-        let (removals, additions) =
-            peer_changes(Some(&old), &old, &[gone.clone(), kept.clone()], &paths).unwrap();
-        assert_eq!(
-            plan(&removals).matches("remove_me: true").count(),
-            1,
-            "{}",
-            plan(&removals)
-        );
-        assert_eq!(
-            plan(&additions).matches("PeerConfigBuilder").count(),
-            0,
-            "unchanged: untouched"
-        );
+        let updates =
+            plan(&peer_changes(Some(&old), &old, &[gone.clone(), kept.clone()], &paths).unwrap());
+        assert_eq!(updates.len(), 1, "unchanged peers untouched: {updates:?}");
+        assert!(updates[0].contains("remove_me: true"));
 
         let mut new = old.clone();
         new.peers[0].persistent_keepalive = Some(25);
-        let (removals, additions) =
-            peer_changes(Some(&old), &new, std::slice::from_ref(&kept), &paths).unwrap();
+        let updates =
+            plan(&peer_changes(Some(&old), &new, std::slice::from_ref(&kept), &paths).unwrap());
         assert_eq!(
-            plan(&removals).matches("remove_me: true").count(),
-            1,
-            "changed: removed…"
+            updates.len(),
+            2,
+            "changed: removed, then added: {updates:?}"
         );
+        assert!(updates[0].contains("remove_me: true"));
         assert!(
-            plan(&additions).contains("persistent_keepalive_interval: Some(25)"),
-            "…and added"
+            updates[1].contains("persistent_keepalive_interval: Some(25)")
+                && !updates[1].contains("remove_me: true")
         );
-        assert!(!plan(&additions).contains("replace_peers: true"));
+        assert!(updates
+            .iter()
+            .all(|u| peers_in(u) == 1 && !u.contains("replace_peers: true")));
 
-        let (removals, additions) = peer_changes(None, &new, &[], &paths).unwrap();
-        assert!(!plan(&removals).contains("remove_me: true"));
-        assert!(
-            plan(&additions).contains("Some(25)"),
-            "new on the device: added"
-        );
+        let updates = plan(&peer_changes(None, &new, &[], &paths).unwrap());
+        assert_eq!(updates.len(), 1);
+        assert!(updates[0].contains("Some(25)"), "new on the device: added");
+
+        let full = plan(&full(&new, Key::generate_private(), &paths).unwrap());
+        assert_eq!(full.len(), 2);
+        assert!(full[0].contains("replace_peers: true") && peers_in(&full[0]) == 0);
+        assert_eq!(peers_in(&full[1]), 1);
     }
 }
