@@ -6,6 +6,7 @@ ros2 command it stands for and what that command would show.
 
     demo.py <node fqn> <health topic> [<status topic>] [--dns-port PORT]
             [--dhcp-netns NS --dhcp-iface IFACE]
+            [--vpn-peer-netns NS]
     demo.py --together DNS_PORT NS IFACE
     (ROS_DOMAIN_ID, CYCLONEDDS_URI from env)
 
@@ -13,7 +14,11 @@ With --dns-port (ntari-dns, examples/dns.toml), the active node is also
 asked names with dig, and a DHCP lease is published on /ntari/dhcp/leases
 the way ntari-dhcp does, to show the client's name resolving. With
 --dhcp-netns (ntari-dhcp, examples/dhcp.toml), a client in that namespace
-gets a lease and the lease message is shown. --together: ntari-dhcp and
+gets a lease and the lease message is shown. With --vpn-peer-netns
+(ntari-vpn, examples/vpn.toml, this process in the hub's namespace), the
+wireguard-go peer "riverside-coop" waiting in that namespace is given the
+hub's public key from status; pings cross the tunnel both ways and `wg
+show` and /ntari/vpn/peers show the handshake. --together: ntari-dhcp and
 ntari-dns run side by side; a client's lease makes its name resolve.
 """
 
@@ -87,6 +92,31 @@ def dhcp_demo(graph: Graph, ns: str, iface: str) -> bool:
     return bool(ip)
 
 
+def run(argv, ns: str = None) -> subprocess.CompletedProcess:
+    """Shows and runs a command (in namespace ``ns``); prints its output."""
+    full = ["ip", "netns", "exec", ns, *argv] if ns else argv
+    say(" ".join(full))
+    out = subprocess.run(full, capture_output=True, text=True, timeout=30)
+    print((out.stdout + out.stderr).rstrip())
+    return out
+
+
+def vpn_demo(graph: Graph, hub_status: dict, peer_ns: str) -> bool:
+    """The riverside peer learns the hub's key; traffic crosses the tunnel."""
+    hub_key = hub_status["detail"]["public_key"]
+    peers = graph.subscribe("/ntari/vpn/peers", String, ros_qos(1, transient_local=True))
+    run(["wg", "set", "wg-river", "peer", hub_key, "endpoint", "192.0.2.1:51820",
+         "allowed-ips", "10.77.0.1/32", "persistent-keepalive", "25"], peer_ns)
+    there = run(["ping", "-c", "3", "-i", "0.3", "-W", "2", "10.77.0.1"], peer_ns).returncode == 0
+    back = run(["ping", "-c", "3", "-i", "0.3", "-W", "2", "10.77.0.2"]).returncode == 0
+    run(["wg", "show", "wg-coop"])
+    say("ros2 topic echo --once --qos-durability transient_local /ntari/vpn/peers")
+    sample = peers.wait_for(lambda s: any(p["latest_handshake"] for p in json.loads(s.data)["peers"]),
+                            timeout=15.0, what="a peer table with the handshake")
+    print(json.dumps(json.loads(sample.data), indent=2))
+    return there and back
+
+
 def together(dns_port: int, ns: str, iface: str) -> int:
     """ntari-dhcp hands out a lease; ntari-dns answers the client's name."""
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -116,6 +146,7 @@ def main() -> int:
     parser.add_argument("--dns-port", type=int)
     parser.add_argument("--dhcp-netns")
     parser.add_argument("--dhcp-iface")
+    parser.add_argument("--vpn-peer-netns")
     args = parser.parse_args()
     node, health_topic, status_topic = args.node, args.health_topic, args.status_topic
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -167,12 +198,16 @@ def main() -> int:
             envelope = json.loads(sample.data)
             print(f"issuer: {envelope['issuer']}\nsignature: {envelope['signature'][:32]}…")
             print(json.dumps(envelope["payload"], indent=2))
+            hub_status = envelope["payload"]
 
         if args.dns_port and not dns_demo(graph, args.dns_port):
             print("demo: laptop.coop.lan did not resolve", file=sys.stderr)
             return 1
         if args.dhcp_netns and not dhcp_demo(graph, args.dhcp_netns, args.dhcp_iface):
             print("demo: the client got no lease", file=sys.stderr)
+            return 1
+        if args.vpn_peer_netns and not vpn_demo(graph, hub_status, args.vpn_peer_netns):
+            print("demo: no traffic crossed the tunnel", file=sys.stderr)
             return 1
 
         say(f"ros2 lifecycle list {node}")

@@ -4,7 +4,9 @@
 # and ntari-dhcp (Kea, examples/dhcp.toml): start it, drive it as an operator
 # would with the ros2 CLI (configure, activate, watch health and status,
 # deactivate), and stop it with SIGTERM. ntari-dns also answers dig;
-# ntari-dhcp gives a client in a demo network namespace a lease. Last, both
+# ntari-dhcp gives a client in a demo network namespace a lease; ntari-vpn
+# (WireGuard, examples/vpn.toml) in one namespace tunnels to a wireguard-go
+# peer in another, joined by a veth pair. Last, ntari-dhcp and ntari-dns
 # run together: the client's lease makes its name resolve, and ntari-admin
 # status shows both nodes.
 # DDS stays on loopback (tests/cyclonedds-loopback.xml), on a random domain.
@@ -14,7 +16,7 @@ bash ci/setup.sh
 
 echo "== building"
 cargo build --quiet --example ntari_example_node -p ntari-examples
-cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-admin
+cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-admin
 
 export CYCLONEDDS_URI="file://$PWD/tests/cyclonedds-loopback.xml"
 export ROS_DOMAIN_ID=$((100 + RANDOM % 100))
@@ -39,15 +41,49 @@ netns_down() {
   ip link del ntari-demo0 2>/dev/null || true
   ip netns del ntari-demo 2>/dev/null || true
 }
+# examples/vpn.toml's world: the hub in ntari-vpn-hub (192.0.2.1 on the
+# veth), the peer riverside-coop in ntari-vpn-river (192.0.2.10, the
+# endpoint the example names), a wireguard-go tunnel there with the private
+# key whose public key the example carries (a demo key, never for real use).
+RIVERSIDE_DEMO_KEY=8HEx43pFhdXsnEfA9K3AXY3cXOER4bgr47Atk+K0QEs=
+vpn_up() {
+  vpn_down
+  ip netns add ntari-vpn-hub
+  ip netns add ntari-vpn-river
+  ip link add ntari-vpn0 netns ntari-vpn-hub type veth peer name ntari-vpn1 netns ntari-vpn-river
+  ip -n ntari-vpn-hub addr add 192.0.2.1/24 dev ntari-vpn0
+  ip -n ntari-vpn-river addr add 192.0.2.10/24 dev ntari-vpn1
+  for ns in ntari-vpn-hub ntari-vpn-river; do
+    ip -n "$ns" link set lo up
+  done
+  ip -n ntari-vpn-hub link set ntari-vpn0 up
+  ip -n ntari-vpn-river link set ntari-vpn1 up
+  # Ended by vpn_down, with everything else in the namespaces.
+  ip netns exec ntari-vpn-river wireguard-go -f wg-river >/dev/null 2>&1 &
+  for _ in $(seq 100); do [ -S /var/run/wireguard/wg-river.sock ] && break; sleep 0.05; done
+  (umask 077; echo "$RIVERSIDE_DEMO_KEY" > "$work/riverside.key")
+  ip netns exec ntari-vpn-river wg set wg-river private-key "$work/riverside.key" listen-port 51820
+  ip -n ntari-vpn-river addr add 10.77.0.2/24 dev wg-river
+  ip -n ntari-vpn-river link set wg-river up
+}
+vpn_down() {
+  for ns in ntari-vpn-hub ntari-vpn-river; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
 cleanup() {
   stop_node
   for pid in "${extra_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   netns_down
+  vpn_down
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # demo <title> <node fqn> <health topic> <status topic or ""> [demo.py options] -- <command…>
+# With $demo_netns set, demo.py runs in that namespace (beside the node).
+demo_netns=
 demo() {
   local title=$1 fqn=$2 health=$3 status=$4
   shift 4
@@ -59,7 +95,9 @@ demo() {
   "$@" 2>"$work/node.log" &
   node_pid=$!
   echo "== $fqn started (pid $node_pid, ROS_DOMAIN_ID=$ROS_DOMAIN_ID)"
-  .venv/bin/python ci/demo.py "$fqn" "$health" $status "${demo_args[@]}"
+  local runner=()
+  [ -n "$demo_netns" ] && runner=(ip netns exec "$demo_netns")
+  "${runner[@]}" .venv/bin/python ci/demo.py "$fqn" "$health" $status "${demo_args[@]}"
   echo
   echo "\$ kill -TERM $node_pid   # what OpenRC's stop does"
   stop_node
@@ -90,6 +128,19 @@ demo "ntari-dhcp: Kea DHCPv4 behind a lifecycle node" /ntari/ntari_dhcp_node /nt
   --dhcp-netns ntari-demo --dhcp-iface ntari-demo1 -- \
   target/debug/ntari-dhcp --config examples/dhcp.toml --state-dir "$work/dhcp-state" --run-dir "$work/dhcp-run" \
   --key "$work/node.ed25519" --node-config "$work/absent-ntari.toml" --metrics-port 19702
+
+# examples/vpn.toml as-is, in its namespace; DDS on that namespace's loopback.
+vpn_up
+demo_netns=ntari-vpn-hub
+demo "ntari-vpn: WireGuard (boringtun) behind a lifecycle node" /ntari/ntari_vpn_node /ntari/vpn/health /ntari/vpn/status \
+  --vpn-peer-netns ntari-vpn-river -- \
+  ip netns exec ntari-vpn-hub target/debug/ntari-vpn --config examples/vpn.toml --state-dir "$work/vpn-state" \
+  --run-dir "$work/vpn-run" --key "$work/node.ed25519" --node-config "$work/absent-ntari.toml" --metrics-port 19704
+demo_netns=
+echo
+echo "\$ ip netns exec ntari-vpn-hub ip link show wg-coop   # gone with the node"
+ip netns exec ntari-vpn-hub ip link show wg-coop 2>&1 | sed 's/^/  /' || true
+vpn_down
 
 echo
 echo "================ together: a DHCP client's name in DNS ================"
