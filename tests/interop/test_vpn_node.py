@@ -194,6 +194,17 @@ def handshake_with(iface: str, public: str, netns_of: Peer = None) -> int:
     raise AssertionError(f"`wg show {iface}` does not list {public}:\n{out}")
 
 
+def one_peer_up(vpn, impl: str = "wireguard-go"):
+    """A healthy hub with one connected peer `riverside` that it can ping."""
+    p = vpn.peer(impl)
+    node = vpn.start([("riverside", p)])
+    wait_health(node, True, READY_TIMEOUT)
+    vpn.connect(p)
+    out = p.ping(f"{vpn.net}.1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return p, node
+
+
 def tcp_transfer(peer: Peer, hub_ip: str, size: int = 4 << 20) -> None:
     """``size`` bytes from the peer's namespace to a listener on the hub's
     tunnel address, checked byte for byte by their sha256."""
@@ -233,12 +244,7 @@ def test_traffic_flows_and_wg_show_lists_the_peer(vpn, impl):
     implementation) and to boringtun: ping and a 4 MiB TCP transfer through
     the tunnel; `wg show` on the node's interface lists the peer with a
     fresh handshake; status, /ntari/vpn/peers and metrics say the same."""
-    p = vpn.peer(impl)
-    node = vpn.start([("riverside", p)])
-    wait_health(node, True, READY_TIMEOUT)
-    vpn.connect(p)
-    out = p.ping(f"{vpn.net}.1", count=3)
-    assert out.returncode == 0, out.stdout + out.stderr
+    p, node = one_peer_up(vpn, impl)
     tcp_transfer(p, f"{vpn.net}.1")
     assert time.time() - handshake_with(vpn.iface, p.public) < 30
     shown = subprocess.run([WG, "show", vpn.iface], capture_output=True, text=True, check=True).stdout
@@ -288,11 +294,7 @@ allowed_ips = ["{vpn.net}.9/32"]
 
 
 def test_kill_9_of_the_tunnel_health_false_at_once_then_handshake_again(vpn):
-    p = vpn.peer()
-    node = vpn.start([("riverside", p)])
-    wait_health(node, True, READY_TIMEOUT)
-    vpn.connect(p)
-    assert p.ping(f"{vpn.net}.1").returncode == 0
+    p, node = one_peer_up(vpn)
     pid = tunnel_pid(node)
     before = handshake_with(vpn.iface, p.public)
     payload = kill_daemon_and_see_restart(node, pid, "boringtun")
@@ -378,10 +380,7 @@ def _break(text: str, field: str, line: str) -> str:
 
 
 def test_every_invalid_field_is_refused_by_name_and_the_tunnel_runs_on(vpn):
-    p = vpn.peer()
-    node = vpn.start([("riverside", p)])
-    wait_health(node, True, READY_TIMEOUT)
-    vpn.connect(p)
+    p, node = one_peer_up(vpn)
     pid = tunnel_pid(node)
     good = node.config.read_text()
     for field, line, key in BAD_FIELDS:
@@ -410,11 +409,7 @@ def test_a_peer_with_the_hubs_own_key_is_refused_at_configure(vpn):
 
 
 def test_garbage_on_the_udp_port_gets_no_answer_and_changes_nothing(vpn):
-    p = vpn.peer()
-    node = vpn.start([("riverside", p)])
-    wait_health(node, True, READY_TIMEOUT)
-    vpn.connect(p)
-    assert p.ping(f"{vpn.net}.1").returncode == 0
+    p, node = one_peer_up(vpn)
     pid = tunnel_pid(node)
     handshake = handshake_with(vpn.iface, p.public)
     script = ("import socket,os;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1);"
