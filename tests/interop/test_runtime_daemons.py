@@ -49,10 +49,10 @@ def ppid(pid: int) -> int:
 
 @pytest.fixture
 def shell_node(launch, graph, tmp_path):
-    binary = find_binary("examples/ntari_shell_node")
+    default_binary = find_binary("examples/ntari_shell_node")
     marker = "%d.%04d" % (random.randrange(3000, 9000), random.randrange(10000))
 
-    def start(config: str, *args):
+    def start(config: str, *args, binary=None):
         d = tmp_path / "node"
         (d / "state").mkdir(parents=True, exist_ok=True)
         cfg = d / "shell.toml"
@@ -60,7 +60,7 @@ def shell_node(launch, graph, tmp_path):
         node = SimpleNamespace(health=graph.subscribe("/ntari/shell/health", Bool),
                                status=graph.subscribe("/ntari/shell/status", String),
                                lc=graph.lifecycle_client(NODE), dir=d, config=cfg, marker=marker)
-        node.argv = [binary, "--config", cfg, "--state-dir", d / "state", "--run-dir", d / "run",
+        node.argv = [binary or default_binary, "--config", cfg, "--state-dir", d / "state", "--run-dir", d / "run",
                      "--key", d / "node.key", "--node-config", d / "absent-ntari.toml",
                      "--metrics-port", "0", "--probe-interval", "0.3", "--autostart", *args]
         node.proc = launch(*node.argv, name="ntari-shell")
@@ -210,3 +210,18 @@ probe = "test -e \\"$RUN_DIR/iface\\""
     # The probe is the health: the "interface" removed by hand -> unhealthy.
     iface.unlink()
     wait_health(again, False, 3, "health=false once the probe fails")
+
+
+def test_daemons_restart_after_the_binary_was_replaced(shell_node, tmp_path):
+    """An upgrade replaces the node's binary file while it runs: guards
+    then come from the running binary (/proc/self/exe), so a restart works."""
+    import shutil
+    copy = tmp_path / "ntari_shell_node"
+    shutil.copy2(find_binary("examples/ntari_shell_node"), copy)
+    node = shell_node(TWO, binary=copy)
+    wait_health(node, True, READY)
+    first = daemons(node, lambda d: d["first"]["running"])["first"]["pid"]
+    copy.unlink()
+    os.kill(first, signal.SIGKILL)
+    daemons(node, lambda d: d["first"]["running"] and d["first"]["pid"] != first, "first restarted")
+    wait_health(node, True, 10)

@@ -165,7 +165,7 @@ impl Supervisor {
                 command: command.display(),
                 source,
             })?;
-            let mut c = tokio::process::Command::new(guard);
+            let mut c = tokio::process::Command::new(running_binary(guard));
             c.arg(crate::guard::GUARD_ARG)
                 .arg(&command.program)
                 .stdin(Stdio::from(OwnedFd::from(theirs)));
@@ -242,6 +242,17 @@ impl Supervisor {
             status: self.watch(),
             _guard_control: control,
         })
+    }
+}
+
+/// `path`, this node's binary, or `/proc/self/exe` once `path` is gone (an
+/// upgrade replaced the file): the kernel keeps the running binary, and a
+/// guard of the same version as its node.
+pub fn running_binary(path: &Path) -> &Path {
+    if path.is_file() {
+        path
+    } else {
+        Path::new("/proc/self/exe")
     }
 }
 

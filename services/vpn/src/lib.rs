@@ -69,7 +69,8 @@ impl Vpn {
 
 /// This binary, which runs the boringtun tunnel with [`tunnel::TUNNEL_ARG`].
 fn own_binary() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ntari-vpn"))
+    let path = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    ntari_node::supervisor::running_binary(&path).to_path_buf()
 }
 
 impl Service for Vpn {
