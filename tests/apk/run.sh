@@ -22,7 +22,7 @@ ROOT=$PWD
 export CARGO_TERM_COLOR=never
 umask 022 # as abuild
 
-PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-admin)
+PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-admin)
 if [ $# -gt 0 ]; then PACKAGES=("$@"); fi
 # Every package is built from the one workspace tarball.
 PROJECT=ntari-services
@@ -59,9 +59,11 @@ expected() {
 		esac ;;
 	depends)
 		case $p in
-		ntari-ntp) echo "chrony setpriv" ;;
-		ntari-dns) echo "dnsmasq setpriv" ;;
-		ntari-dhcp) echo "kea-dhcp4 kea-hook-lease-cmds setpriv" ;;
+		ntari-ntp) echo "chrony" ;;
+		ntari-dns) echo "dnsmasq" ;;
+		ntari-dhcp) echo "kea-dhcp4 kea-hook-lease-cmds" ;;
+		# boringtun is built in; wireguard-go is optional
+		ntari-vpn) echo "wireguard-tools iproute2" ;;
 		ntari-admin) echo "" ;;
 		esac ;;
 	depends:$p-openrc)
@@ -138,7 +140,7 @@ expected_tree() {
 		644 usr/share/fish/vendor_completions.d/ntari-admin.fish
 		EOF
 		;;
-	"$p:$p") # a service: ntari-ntp, ntari-dns, ntari-dhcp
+	"$p:$p") # a service: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn
 		cat <<-EOF
 		755 usr
 		755 usr/bin

@@ -8,25 +8,31 @@
 #     ntari-domain first (need), which renders /etc/ntari/cyclonedds.xml
 #     with the domain of ntari.toml; ntari-ntp (only `after`) stays stopped;
 #     dnsmasq answers; stop takes node and dnsmasq down, the domain stays.
-#  2. boot order: with all four in the default runlevel, `openrc default`
+#  2. boot order: with all five in the default runlevel, `openrc default`
 #     starts ntari-domain, ntari-ntp, ntari-dns, ntari-dhcp in that order
-#     (the NTARI OS boot sequence), each `status` started.
-#  3. the nodes work: all three healthy and Active over DDS (the status'
-#     daemon pid is the daemon under the supervised node), a DNS answer,
-#     a DHCP lease for a client on the veth pair.
-#  4. independence: stopping ntari-dns leaves ntari-ntp and ntari-dhcp
-#     running (same node and daemon pids); dnsmasq is gone.
+#     (the NTARI OS boot sequence), and ntari-vpn after ntari-ntp; each
+#     `status` started.
+#  3. the nodes work: all four healthy and Active over DDS (the status'
+#     daemon pid is the daemon under the supervised node, behind its
+#     guard), a DNS answer, a DHCP lease for a client on the veth pair, the
+#     WireGuard interface with its address, route, port and both peers
+#     (`wg show`), the hub's private key created (0600).
+#  4. independence: stopping ntari-dns leaves ntari-ntp, ntari-dhcp and
+#     ntari-vpn running (same node and daemon pids); dnsmasq is gone.
 #  5. restart of each node service: a new node and daemon, the old daemon
 #     gone, the others untouched; `restart` of ntari-domain after a new
 #     domain_id re-renders the config and restarts every node, which then
 #     answer on the new domain.
-#  6. respawn: a node killed with SIGKILL is respawned by supervise-daemon
-#     (new pid, service still started); its old daemon died with it.
+#  6. respawn: ntari-ntp's and ntari-vpn's nodes, killed with SIGKILL, are
+#     respawned by supervise-daemon (new pid, service still started); the
+#     old daemon died with its node; the new tunnel has the interface back.
 #  7. a bad config: `rc-service ntari-dns start` fails, naming file, line
 #     and key; no node process, no respawn loop; reload with a bad config
-#     is refused and leaves the running node alone.
+#     is refused and leaves the running node alone. `rc-service ntari-vpn
+#     reload` with a peer less applies it live (same node, same tunnel).
 #  8. stop: stopping ntari-domain stops every node that needs it; the
-#     daemons are gone, every node exited through its orderly shutdown.
+#     daemons and their guards are gone, the WireGuard interface too, every
+#     node exited through its orderly shutdown.
 #  9. a bad ntari.toml: starting a node fails at ntari-domain, with
 #     ntari-admin's message (file, line, key); nothing runs.
 set -uo pipefail
@@ -34,8 +40,14 @@ repo=$NTOC_REPO
 domain=$NTOC_DOMAIN
 python="$repo/.venv/bin/python"
 export CYCLONEDDS_URI="file://$repo/tests/cyclonedds-loopback.xml"
-declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4)
-SERVICES=(ntp dns dhcp)
+declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=boringtun)
+# How a daemon shows in /proc: its process name, and for ntari-vpn, whose
+# boringtun tunnel is the node binary run again (`ntari-vpn __boringtun
+# <interface>`), also its first argument.
+declare -A DAEMON_COMM=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=ntari-vpn)
+declare -A DAEMON_ARG=([vpn]=__boringtun)
+SERVICES=(ntp dns dhcp vpn)
+vpn_if=$NTOC_VPN_IF
 
 step() { echo; echo "== $*"; }
 ok() { echo "   ok: $*"; }
@@ -93,16 +105,37 @@ node_pid() {
   alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "ntari-$1" ] && echo "$pid"
   return 0
 }
-# The daemon the node runs (its child).
+# Whether a pid is the daemon of ntari-<svc>.
+is_daemon() { # <svc> <pid>
+  local svc=$1 pid=$2
+  alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${DAEMON_COMM[$svc]}" ] || return 1
+  [ -z "${DAEMON_ARG[$svc]:-}" ] ||
+    [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 2p)" = "${DAEMON_ARG[$svc]}" ]
+}
+# The daemon the node runs: the child of its guard (the node binary run
+# again as `ntari-<svc> __ntari-guard <daemon…>`, a child of the node), or
+# a direct child of the node.
 daemon_pid() {
-  local node=$2
+  local svc=$1 node=$2 child pid
   [ -n "$node" ] || return 0
-  pgrep -P "$node" -x "${DAEMON[$1]}" | head -n 1
+  for child in $(pgrep -P "$node"); do
+    if is_daemon "$svc" "$child"; then echo "$child"; return 0; fi
+    for pid in $(pgrep -P "$child"); do
+      if is_daemon "$svc" "$pid"; then echo "$pid"; return 0; fi
+    done
+  done
+  return 0
 }
 # Every live process of that name in this PID namespace.
 live_named() {
   local pid out=
   for pid in $(pgrep -x "$1"); do alive "$pid" && out="$out $pid"; done
+  echo "${out# }"
+}
+# Every live daemon of ntari-<svc> in this PID namespace, whoever its parent.
+live_daemons() {
+  local pid out=
+  for pid in $(pgrep -x "${DAEMON_COMM[$1]}"); do is_daemon "$1" "$pid" && out="$out $pid"; done
   echo "${out# }"
 }
 
@@ -119,7 +152,8 @@ wait_for() {
 has_node() { [ -n "$(node_pid "$1")" ]; }
 has_daemon() { [ -n "$(daemon_pid "$1" "$(node_pid "$1")")" ]; }
 no_node() { [ -z "$(live_named "ntari-$1")" ]; }
-no_daemon() { [ -z "$(live_named "${DAEMON[$1]}")" ]; }
+no_daemon() { [ -z "$(live_daemons "$1")" ]; }
+no_guard() { [ -z "$(pgrep -f '^[^ ]*ntari-[a-z]+ __ntari-guard ')" ]; }
 gone() { ! alive "$1"; }
 # The node's last lifecycle transition in its log ended in Finalized: it
 # went through the orderly shutdown, not a kill.
@@ -159,6 +193,17 @@ wait_running() {
   done
 }
 
+# The WireGuard interface as vpn.toml (rewritten by enter.sh) has it: up
+# with the hub's address, the route to the network behind riverside-coop,
+# and the tunnel answering `wg show` with its port and both peers.
+vpn_if_ready() {
+  ip -o -4 address show dev "$vpn_if" 2>/dev/null | grep -q " $NTOC_VPN_NET\.1/24 " &&
+    ip -4 route show dev "$vpn_if" 2>/dev/null | grep -q "^$NTOC_VPN_ROUTED\.0/24 " &&
+    [ "$(wg show "$vpn_if" listen-port 2>/dev/null)" = "$NTOC_VPN_PORT" ] &&
+    [ "$(wg show "$vpn_if" peers 2>/dev/null | wc -l)" = "${1:-2}" ]
+}
+vpn_if_gone() { [ ! -e "/sys/class/net/$vpn_if" ] && ! ip link show dev "$vpn_if" >/dev/null 2>&1; }
+
 dig_hub() {
   [ "$(dig +short +time=1 +tries=1 -p "$NTOC_DNS_PORT" @127.0.0.1 hub.coop.lan 2>/dev/null)" = 127.0.0.1 ]
 }
@@ -180,15 +225,17 @@ health() { # <domain> <svc…>: healthy and Active over DDS; status daemon pid =
 
 echo "== OpenRC $(cat /lib/rc/version) in a chroot: services $(ls /etc/init.d | tr '\n' ' ')"
 echo "   domain $domain, ntp port $NTOC_NTP_PORT, dns port $NTOC_DNS_PORT, dhcp on $NTOC_SERVER_IF ($NTOC_NET.0/24)"
+echo "   vpn: $vpn_if ($NTOC_VPN_NET.1/24, UDP port $NTOC_VPN_PORT, riverside-coop's endpoint on 127.0.0.1)"
 
 # ---------------------------------------------------------------------------
 step "1. dependencies: starting ntari-dns starts ntari-domain first"
-for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do expect_status "$s" stopped; done
+for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do expect_status "$s" stopped; done
 rcs ntari-dns start || fail "rc-service ntari-dns start failed"
 expect_status ntari-domain started
 expect_status ntari-dns started
 expect_status ntari-ntp stopped
 expect_status ntari-dhcp stopped
+expect_status ntari-vpn stopped
 grep -q "<Domain Id=\"$domain\">" /etc/ntari/cyclonedds.xml ||
   fail "/etc/ntari/cyclonedds.xml does not name domain $domain: $(cat /etc/ntari/cyclonedds.xml 2>&1)"
 grep -q '<Peer address="127.0.0.1"/>' /etc/ntari/cyclonedds.xml || fail "cyclonedds.xml: DDS not kept on loopback"
@@ -212,8 +259,8 @@ rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
 expect_status ntari-domain stopped
 
 # ---------------------------------------------------------------------------
-step "2. boot order: all four in the default runlevel, then \`openrc default\`"
-for s in ntari-dhcp ntari-dns ntari-ntp ntari-domain; do
+step "2. boot order: all five in the default runlevel, then \`openrc default\`"
+for s in ntari-vpn ntari-dhcp ntari-dns ntari-ntp ntari-domain; do
   rc-update add "$s" default >/dev/null || fail "rc-update add $s default"
 done
 echo "   \$ openrc default"
@@ -221,16 +268,22 @@ OUT=$(timeout 120 openrc default 2>&1)
 rc=$?
 printf '%s\n' "$OUT" | sed 's/^/   | /'
 [ "$rc" = 0 ] || fail "openrc default exited $rc"
-order=$(printf '%s\n' "$OUT" | grep -o -E 'Rendering the DDS domain|Starting ntari-(ntp|dns|dhcp)' | tr '\n' ',')
-[ "$order" = "Rendering the DDS domain,Starting ntari-ntp,Starting ntari-dns,Starting ntari-dhcp," ] ||
+order=$(printf '%s\n' "$OUT" | grep -o -E 'Rendering the DDS domain|Starting ntari-(ntp|dns|dhcp|vpn)' | tr '\n' ',')
+# ntari-vpn is only `after ntari-ntp`: anywhere after it, the others in
+# their fixed order.
+case "$order" in
+  *"Starting ntari-ntp,"*"Starting ntari-vpn,"*) ;;
+  *) fail "start order was: $order (ntari-vpn not once, after ntari-ntp)" ;;
+esac
+[ "${order/Starting ntari-vpn,/}" = "Rendering the DDS domain,Starting ntari-ntp,Starting ntari-dns,Starting ntari-dhcp," ] ||
   fail "start order was: $order"
-ok "order: ntari-domain, ntari-ntp, ntari-dns, ntari-dhcp"
-for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do expect_status "$s" started; done
+ok "order: ${order%,}"
+for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do expect_status "$s" started; done
 
 # ---------------------------------------------------------------------------
 step "3. the nodes work under OpenRC"
-wait_running ntp dns dhcp
-health "$domain" ntp dns dhcp
+wait_running ntp dns dhcp vpn
+health "$domain" ntp dns dhcp vpn
 wait_for 15 "dnsmasq to answer" dig_hub
 ok "DNS answers hub.coop.lan"
 echo "   \$ nsenter --net=<client namespace> udhcpc -i $NTOC_CLIENT_IF -n -q"
@@ -243,6 +296,16 @@ ok "a client got a lease from Kea under ntari-dhcp"
 test -d /var/lib/ntari/dhcp && test -f /var/lib/ntari/dhcp/leases4.csv ||
   fail "no lease database in /var/lib/ntari/dhcp"
 ok "lease database in /var/lib/ntari/dhcp: $(ls /var/lib/ntari/dhcp | tr '\n' ' ')"
+wait_for 15 "$vpn_if with its address, route, port and 2 peers" vpn_if_ready
+echo "   \$ wg show $vpn_if"
+wg show "$vpn_if" | sed 's/^/   | /'
+ip -br address show dev "$vpn_if" | sed 's/^/   | /'
+ok "the WireGuard interface of ntari-vpn: $NTOC_VPN_NET.1/24, route $NTOC_VPN_ROUTED.0/24, port $NTOC_VPN_PORT, 2 peers"
+grep -q "^$vpn_if boringtun\$" /run/ntari/vpn/interface ||
+  fail "ntari-vpn did not record a boringtun $vpn_if: $(cat /run/ntari/vpn/interface 2>&1)"
+[ "$(stat -c %a /var/lib/ntari/vpn/private.key 2>&1)" = 600 ] ||
+  fail "the hub's private key: $(stat -c '%n %a' /var/lib/ntari/vpn/private.key 2>&1)"
+ok "boringtun carries it; the hub's key /var/lib/ntari/vpn/private.key (0600) was created"
 for svc in "${SERVICES[@]}"; do
   [ "$(stat -c %a "/run/ntari/$svc")" = 755 ] && [ "$(stat -c %a "/var/lib/ntari/$svc")" = 755 ] ||
     fail "run/state dir modes of $svc: $(stat -c '%n %a' "/run/ntari/$svc" "/var/lib/ntari/$svc")"
@@ -252,17 +315,17 @@ ok "/run/ntari/<svc>, /var/lib/ntari/<svc> (0755) and /var/log/ntari/<svc>.log e
 
 # ---------------------------------------------------------------------------
 step "4. stopping ntari-dns leaves the other nodes running"
-record ntp dns dhcp
+record ntp dns dhcp vpn
 rcs ntari-dns stop || fail "rc-service ntari-dns stop failed"
 expect_status ntari-dns stopped
 wait_for 5 "the ntari-dns node to be gone" gone "${NODE[dns]}"
 wait_for 5 "dnsmasq to be gone" no_daemon dns
 finalized dns
 ok "ntari-dns node ${NODE[dns]} (orderly shutdown) and dnsmasq ${DMN[dns]} are gone"
-unchanged ntp dhcp
+unchanged ntp dhcp vpn
 rcs ntari-dns start || fail "rc-service ntari-dns start failed"
 wait_running dns
-unchanged ntp dhcp
+unchanged ntp dhcp vpn
 
 # ---------------------------------------------------------------------------
 step "5. restart: each node service alone, then the domain"
@@ -281,6 +344,7 @@ for svc in "${SERVICES[@]}"; do
   unchanged "${others[@]}"
 done
 wait_for 15 "dnsmasq to answer after its restart" dig_hub
+wait_for 15 "$vpn_if to be back after its restart" vpn_if_ready
 
 new_domain=$(( domain == 232 ? 100 : domain + 1 ))
 echo "   (domain_id $domain -> $new_domain in /etc/ntari/ntari.toml)"
@@ -294,22 +358,28 @@ for svc in "${SERVICES[@]}"; do
   [ "$(node_pid "$svc")" != "${NODE[$svc]}" ] || fail "ntari-$svc was not restarted with the domain"
   gone "${DMN[$svc]}" || fail "the old ${DAEMON[$svc]} ${DMN[$svc]} still runs"
 done
-ok "ntari-domain restart re-rendered the config and restarted the three nodes"
+ok "ntari-domain restart re-rendered the config and restarted the four nodes"
 domain=$new_domain
 
 # ---------------------------------------------------------------------------
 step "6. supervise-daemon respawns a node killed with SIGKILL"
-record "${SERVICES[@]}"
-echo "   \$ kill -9 ${NODE[ntp]}   # the ntari-ntp node"
-kill -9 "${NODE[ntp]}"
-respawned() { local p; p=$(node_pid ntp); [ -n "$p" ] && [ "$p" != "${NODE[ntp]}" ]; }
-wait_for 20 "a new ntari-ntp node" respawned
-wait_running ntp
-expect_status ntari-ntp started
-gone "${DMN[ntp]}" || fail "chronyd ${DMN[ntp]} outlived its node"
-ok "node ${NODE[ntp]} -> $(node_pid ntp); chronyd ${DMN[ntp]} died with its node -> $(daemon_pid ntp "$(node_pid ntp)")"
-unchanged dns dhcp
-health "$domain" ntp dns dhcp
+respawned() { local p; p=$(node_pid "$1"); [ -n "$p" ] && [ "$p" != "${NODE[$1]}" ]; }
+for svc in ntp vpn; do
+  others=()
+  for o in "${SERVICES[@]}"; do [ "$o" = "$svc" ] || others+=("$o"); done
+  record "${SERVICES[@]}"
+  echo "   \$ kill -9 ${NODE[$svc]}   # the ntari-$svc node"
+  kill -9 "${NODE[$svc]}"
+  wait_for 20 "a new ntari-$svc node" respawned "$svc"
+  wait_running "$svc"
+  expect_status "ntari-$svc" started
+  wait_for 5 "${DAEMON[$svc]} ${DMN[$svc]} to die with its node" gone "${DMN[$svc]}"
+  ok "node ${NODE[$svc]} -> $(node_pid "$svc"); ${DAEMON[$svc]} ${DMN[$svc]} died with its node -> $(daemon_pid "$svc" "$(node_pid "$svc")")"
+  unchanged "${others[@]}"
+done
+wait_for 15 "$vpn_if to be back with the new tunnel" vpn_if_ready
+ok "$vpn_if is back: address, route, port and both peers"
+health "$domain" "${SERVICES[@]}"
 
 # ---------------------------------------------------------------------------
 step "7. a bad config is a clear OpenRC error, not a respawn loop"
@@ -338,16 +408,36 @@ wait_running dns
 wait_for 15 "dnsmasq to answer" dig_hub
 ok "the fixed config starts"
 
+cp /etc/ntari/services/vpn.toml /tmp/vpn.toml.good
+record vpn
+# Without the last peer (treasurer-laptop, the file's last [[peers]] block).
+last=$(grep -n '^\[\[peers\]\]$' /tmp/vpn.toml.good | tail -n 1 | cut -d: -f1)
+head -n "$((last - 1))" /tmp/vpn.toml.good >/etc/ntari/services/vpn.toml
+[ "$(grep -c '^\[\[peers\]\]$' /etc/ntari/services/vpn.toml)" = 1 ] &&
+  ! grep -q treasurer-laptop /etc/ntari/services/vpn.toml ||
+  fail "could not drop the peer treasurer-laptop from vpn.toml"
+rcs ntari-vpn reload || fail "rc-service ntari-vpn reload failed"
+wait_for 15 "$vpn_if to have 1 peer" vpn_if_ready 1
+unchanged vpn
+ok "reload applied the peer change live: 1 peer, same node and tunnel"
+cp /tmp/vpn.toml.good /etc/ntari/services/vpn.toml
+rcs ntari-vpn reload || fail "rc-service ntari-vpn reload failed"
+wait_for 15 "$vpn_if to have 2 peers again" vpn_if_ready 2
+unchanged vpn
+
 # ---------------------------------------------------------------------------
 step "8. stopping ntari-domain stops every node that needs it"
 record "${SERVICES[@]}"
 rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
-for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do expect_status "$s" stopped; done
+for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do expect_status "$s" stopped; done
 for svc in "${SERVICES[@]}"; do
   wait_for 5 "ntari-$svc to be gone" no_node "$svc"
   wait_for 5 "${DAEMON[$svc]} to be gone" no_daemon "$svc"
 done
-ok "no ntari-* node, chronyd, dnsmasq or kea-dhcp4 left"
+wait_for 5 "every guard to be gone" no_guard
+ok "no ntari-* node, guard, chronyd, dnsmasq, kea-dhcp4 or boringtun left"
+wait_for 5 "$vpn_if to be gone" vpn_if_gone
+ok "the WireGuard interface $vpn_if is gone"
 for svc in "${SERVICES[@]}"; do
   finalized "$svc"
 done

@@ -6,8 +6,12 @@
 # The root: an overlay with the real / as its (read-only) lower layer and a
 # tmpfs as upper layer, so installing OpenRC and the services, and all they
 # write, touch nothing outside. Inside: a new /proc (this PID namespace),
-# the host's /dev, a fresh tmpfs /run and /tmp, and no /sys (OpenRC would
-# move service processes into the host's cgroups through it).
+# the host's /dev, a fresh tmpfs /run and /tmp, and a fresh sysfs, not the
+# host's /sys: no cgroup file system is mounted in it (/sys/fs/cgroup is an
+# empty directory), so OpenRC finds no cgroups to move service processes
+# into (through the host's /sys it would move them into the host's).
+# ntari-vpn needs /sys: /sys/class/net/<interface> (its probe) and
+# /sys/module/wireguard (backend "auto").
 set -euo pipefail
 work=$NTOC_WORK repo=$NTOC_REPO cache=$NTOC_CACHE
 
@@ -16,6 +20,7 @@ mkdir "$work/upper" "$work/overlay-work" "$work/root"
 mount -t overlay ntoc-root -o "lowerdir=/,upperdir=$work/upper,workdir=$work/overlay-work" "$work/root"
 r=$work/root
 mount -t proc proc "$r/proc"
+mount -t sysfs ntoc-sys "$r/sys"
 mount --rbind /dev "$r/dev"
 mount -t tmpfs -o mode=0755 ntoc-run "$r/run"
 mount -t tmpfs -o mode=1777 ntoc-tmp "$r/tmp"
@@ -27,7 +32,7 @@ tar -C "$cache/root" -cf - . | tar -C "$r" -xf - --keep-directory-symlink
 # (the host's LSB scripts are hidden by the overlay, not removed).
 rm -rf "$r/etc/init.d" "$r/etc/runlevels"
 mkdir -p "$r/etc/init.d" "$r/etc/conf.d" "$r/etc/runlevels"/{sysinit,boot,default,nonetwork,shutdown}
-for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp; do
+for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do
   install -m 0755 "$repo/openrc/$svc.initd" "$r/etc/init.d/$svc"
   install -m 0644 "$repo/openrc/$svc.confd" "$r/etc/conf.d/$svc"
 done
@@ -36,7 +41,7 @@ mkdir -p "$r/run/openrc"/{daemons,exclusive,failed,hotplugged,inactive,init.d,op
 echo default >"$r/run/openrc/softlevel"
 
 # The binaries under test at their installed paths.
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-admin; do
   : >"$r/usr/bin/$bin"
   mount --bind "$cache/bin/$bin" "$r/usr/bin/$bin"
 done
@@ -47,10 +52,14 @@ done
 mount --bind "/run/netns/$NTOC_NETNS" "$r/run/ntoc-client.netns"
 
 # NTARI configs: the node-wide one (random domain, DDS on loopback) and
-# the examples, on loopback and free high ports; DHCP on the veth pair.
+# the examples, on loopback and free high ports; DHCP on the veth pair;
+# the VPN as run.sh explains (its interface is in the host's network
+# namespace: a name of this run, RFC 2544 networks, endpoint on loopback).
 domain=$((100 + RANDOM % 100))
 ntp_port=$((20000 + RANDOM % 10000))
 dns_port=$((ntp_port + 1))
+vpn_port=$((ntp_port + 2))
+vpn_peer_port=$((ntp_port + 3)) # nothing listens there: handshakes end on loopback
 metrics=$((30000 + RANDOM % 10000))
 rm -rf "$r/etc/ntari"
 mkdir -p "$r/etc/ntari/services"
@@ -68,8 +77,29 @@ sed -e "s/ntari-demo0/$NTOC_SERVER_IF/g" -e "s/192\.168\.77\./$NTOC_NET./g" \
 grep -q "^serve_port = $ntp_port\$" "$r/etc/ntari/services/ntp.toml"
 grep -q "^port = $dns_port\$" "$r/etc/ntari/services/dns.toml"
 grep -q "\"$NTOC_SERVER_IF\"" "$r/etc/ntari/services/dhcp.toml"
+vpn_sed=(
+  -e "s/^interface = .*/interface = \"$NTOC_VPN_IF\"/"
+  -e "s/^listen_port = .*/listen_port = $vpn_port/"
+  -e "s/^endpoint = .*/endpoint = \"127.0.0.1:$vpn_peer_port\"/"
+  -e "s/10\.77\.0\./$NTOC_VPN_NET./g" -e "s/10\.78\.0\./$NTOC_VPN_ROUTED./g"
+)
+# The checks follow the tunnel process: where this kernel has WireGuard,
+# "auto" would pick it (no process), so the test asks for boringtun.
+if [ -e /sys/module/wireguard ]; then vpn_sed+=(-e 's/^backend = .*/backend = "boringtun"/'); fi
+sed "${vpn_sed[@]}" "$repo/examples/vpn.toml" >"$r/etc/ntari/services/vpn.toml"
+grep -q "^interface = \"$NTOC_VPN_IF\"\$" "$r/etc/ntari/services/vpn.toml"
+grep -q "^listen_port = $vpn_port\$" "$r/etc/ntari/services/vpn.toml"
+grep -q "^addresses = \[\"$NTOC_VPN_NET.1/24\"\]\$" "$r/etc/ntari/services/vpn.toml"
+# Every endpoint on loopback, and nothing of the example's networks left
+# (`! cmd` would not stop set -e).
+if grep -v '^#' "$r/etc/ntari/services/vpn.toml" | grep '^endpoint' |
+  grep -v "^endpoint = \"127\.0\.0\.1:$vpn_peer_port\"\$" ||
+  grep -v '^#' "$r/etc/ntari/services/vpn.toml" | grep -E 'wg-coop|192\.0\.2\.|10\.7[78]\.'; then
+  echo "enter.sh: the test's vpn.toml still names a non-loopback endpoint or the example's networks" >&2
+  exit 1
+fi
 # Metrics on free ports too (the defaults 9701-9703 may be in use here).
-for svc in ntp dns dhcp; do
+for svc in ntp dns dhcp vpn; do
   metrics=$((metrics + 1))
   printf '\n# openrc test\nNTARI_ARGS="--metrics-port %s"\n' "$metrics" >>"$r/etc/conf.d/ntari-$svc"
 done
@@ -79,11 +109,13 @@ done
 mkdir -p "$r/ntoc-repo"
 mount --bind "$repo" "$r/ntoc-repo"
 
-export NTOC_DOMAIN=$domain NTOC_NTP_PORT=$ntp_port NTOC_DNS_PORT=$dns_port
+export NTOC_DOMAIN=$domain NTOC_NTP_PORT=$ntp_port NTOC_DNS_PORT=$dns_port NTOC_VPN_PORT=$vpn_port
 status=0
 chroot "$r" /usr/bin/env -i \
   PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb LANG=C.UTF-8 \
   NTOC_REPO=/ntoc-repo NTOC_DOMAIN="$domain" NTOC_NTP_PORT="$ntp_port" NTOC_DNS_PORT="$dns_port" \
   NTOC_NET="$NTOC_NET" NTOC_SERVER_IF="$NTOC_SERVER_IF" NTOC_CLIENT_IF="$NTOC_CLIENT_IF" \
+  NTOC_VPN_IF="$NTOC_VPN_IF" NTOC_VPN_NET="$NTOC_VPN_NET" NTOC_VPN_ROUTED="$NTOC_VPN_ROUTED" \
+  NTOC_VPN_PORT="$vpn_port" \
   bash /ntoc-repo/tests/openrc/checks.sh || status=$?
 exit "$status"

@@ -5,7 +5,7 @@
 # `apt-get download` (cached in target/openrc-test/debs) and unpacked, never
 # installed. The test runs in a private mount and PID namespace, chrooted
 # into an overlay of the root filesystem (changes go to a tmpfs) with a
-# fresh /run, where OpenRC, the four services and their configs are
+# fresh /run, where OpenRC, the five services and their configs are
 # installed and the repo's binaries are bound to /usr/bin/ntari-*. Then
 # checks.sh drives everything through rc-service (see there for what is
 # proved). When the namespace's first process exits, the kernel kills every
@@ -17,6 +17,19 @@
 # failure. DDS stays on loopback: the test's ntari.toml sets
 # dds_interfaces/dds_peers to 127.0.0.1, so the config ntari-domain renders
 # keeps the nodes there.
+#
+# ntari-vpn's WireGuard interface is created in the root network namespace
+# too (the test has no network namespace of its own: the chroot shares the
+# host's network), so enter.sh rewrites examples/vpn.toml before the start:
+# a name unique to this run (ntoc<hex>w) instead of wg-coop, a free high
+# listen_port, the tunnel networks moved into 198.19.0.0/16 (RFC 2544
+# range) so that no route for 10.77.0.0/24 or 10.78.0.0/24 lands on the
+# host, and the peer riverside-coop's endpoint 192.0.2.10:51820 replaced by
+# 127.0.0.1:<a free port>: the tunnel's handshakes and keepalives go to
+# loopback only, never to the documentation address, which may well be a
+# real machine on this host's network. The interface goes with the tunnel
+# process (which dies with the PID namespace at the latest); exit removes
+# it anyway.
 #
 #   bash tests/openrc/run.sh      # exit 0: every check passed
 set -euo pipefail
@@ -32,12 +45,12 @@ cache="$repo/target/openrc-test"
 packages=(openrc librc1 libeinfo1 insserv)
 
 echo "== building the service binaries and ntari-admin"
-cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-admin
+cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-admin
 # A snapshot of the binaries (hard links): a rebuild during the test
 # replaces target/debug/* but not these.
 rm -rf "$cache/bin"
 mkdir -p "$cache/bin"
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-admin; do
   ln "target/debug/$bin" "$cache/bin/$bin" 2>/dev/null || cp "target/debug/$bin" "$cache/bin/$bin"
 done
 
@@ -66,6 +79,11 @@ id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 export NTOC_ID=$id
 export NTOC_SERVER_IF="ntoc${id}s" NTOC_CLIENT_IF="ntoc${id}c" NTOC_NETNS="ntoc${id}"
 export NTOC_NET="198.18.$((RANDOM % 256))"   # RFC 2544 benchmarking range: nobody's LAN
+# ntari-vpn: its interface, the tunnel network and the network routed to
+# the peer riverside-coop (two different /24s of the other RFC 2544 half).
+export NTOC_VPN_IF="ntoc${id}w"
+vpn_net=$((RANDOM % 255))
+export NTOC_VPN_NET="198.19.$vpn_net" NTOC_VPN_ROUTED="198.19.$((vpn_net + 1))"
 export NTOC_REPO=$repo NTOC_CACHE=$cache
 work=$(mktemp -d /tmp/ntari-openrc.XXXXXX)
 export NTOC_WORK=$work
@@ -74,6 +92,7 @@ cleanup() {
   local rc=$?
   ip link del "$NTOC_SERVER_IF" 2>/dev/null || true
   ip netns del "$NTOC_NETNS" 2>/dev/null || true
+  ip link del "$NTOC_VPN_IF" 2>/dev/null || true   # normally gone with its tunnel process
   # The tmpfs on $work lived in the test's mount namespace only.
   rmdir "$work" 2>/dev/null || true
   rm -rf "$cache/bin"   # the snapshot would keep replaced binaries on disk
