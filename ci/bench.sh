@@ -27,6 +27,11 @@ cargo build --quiet --release -p ntari-dhcp
 .venv/bin/python tests/interop/bench_dhcp.py --binary target/release/ntari-dhcp --rounds 4 --seconds 5 --cpu-window 30
 
 echo
+echo "== ntari-vpn (release): its boringtun tunnel against wireguard-go alone (iperf3 through a namespace)"
+cargo build --quiet --release -p ntari-vpn
+.venv/bin/python tests/interop/bench_vpn.py --binary target/release/ntari-vpn --rounds 4 --seconds 5 --kills 15
+
+echo
 echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp and their daemons, idle (release)"
 .venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
 

@@ -175,6 +175,9 @@ def vpn(launch, graph, tmp_path):
         for p in made:
             p.remove()
         subprocess.run(["ip", "link", "del", hub.iface], capture_output=True)
+        # A tunnel killed along with its node leaves its control socket
+        # (the next start of the node would remove it).
+        Path(f"/var/run/wireguard/{hub.iface}.sock").unlink(missing_ok=True)
 
 
 def tunnel_pid(node) -> int:

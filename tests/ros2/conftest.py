@@ -225,6 +225,10 @@ class Launcher:
                 time.sleep(0.05)
         for net in self.nets:
             net.remove()
+        # Markers are WireGuard interface names (ntari-vpn): a tunnel killed
+        # along with its node leaves its control socket.
+        for m in self.markers:
+            Path(f"/var/run/wireguard/{m}.sock").unlink(missing_ok=True)
         for d in self.dirs:
             shutil.copytree(d, self.tmp_path / "work" / d.name, symlinks=True, dirs_exist_ok=True,
                             ignore_dangling_symlinks=True, ignore=_special_files)
