@@ -32,7 +32,7 @@ cargo build --quiet --release -p ntari-vpn
 .venv/bin/python tests/interop/bench_vpn.py --binary target/release/ntari-vpn --rounds 4 --seconds 5 --kills 15
 
 echo
-echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp and their daemons, idle (release)"
+echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, their guards and daemons, idle (release)"
 .venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
 
 echo
