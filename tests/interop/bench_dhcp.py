@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 
 import netns  # noqa: E402
 from bench_example import Node, has_symtab, pick_domain_id, row  # noqa: E402
-from helpers import free_port, kea_command, log_time  # noqa: E402
+from helpers import daemons_of, free_port, kea_command, log_time  # noqa: E402
 from rosgraph import Graph  # noqa: E402
 from ros_types import T, Bool  # noqa: E402
 
@@ -63,19 +63,8 @@ NODE = "/ntari/ntari_dhcp_node"
 
 
 def kea_children(node_pid: int):
-    """PIDs of the kea-dhcp4 processes whose parent is ``node_pid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            comm = (entry / "comm").read_text().strip()
-        except OSError:
-            continue
-        if comm == "kea-dhcp4" and int(stat[stat.rindex(")") + 2:].split()[1]) == node_pid:
-            out.append(int(entry.name))
-    return out
+    """PIDs of the kea-dhcp4 processes the node ``node_pid`` runs."""
+    return daemons_of(node_pid, "kea-dhcp4")
 
 
 def wait_kea_of(node_pid: int, not_pid=None, timeout: float = 10.0) -> int:

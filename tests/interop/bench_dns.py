@@ -44,7 +44,7 @@ os.environ["CYCLONEDDS_URI"] = "file://" + str(HERE.parent / "cyclonedds-loopbac
 sys.path.insert(0, str(HERE))
 
 from bench_example import Node, has_symtab, pick_domain_id, row  # noqa: E402
-from helpers import free_dns_port, free_port, log_time  # noqa: E402
+from helpers import daemons_of, free_dns_port, free_port, log_time  # noqa: E402
 from rosgraph import Graph  # noqa: E402
 from ros_types import Bool  # noqa: E402
 
@@ -81,21 +81,13 @@ def dnsperf(port: int, queries: Path, seconds: float, cpu=None):
 
 
 def daemon_of(node_pid: int) -> int:
-    """The pid of the node's dnsmasq: a descendant whose comm is dnsmasq."""
+    """The dnsmasq the node runs (under its guard)."""
     for _ in range(100):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            if comm == "dnsmasq" and ppid == node_pid:
-                return int(entry.name)
+        found = daemons_of(node_pid, "dnsmasq")
+        if found:
+            return found[0]
         time.sleep(0.1)
-    raise RuntimeError(f"no dnsmasq child of {node_pid}")
+    raise RuntimeError(f"no dnsmasq under node {node_pid}")
 
 
 def main() -> int:

@@ -46,6 +46,31 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def daemons_of(node_pid: int, comm: str) -> list:
+    """PIDs of the processes named ``comm`` that node ``node_pid`` runs:
+    each under its guard, so their parent's parent is the node."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name == comm and parent_of(parent_of(int(entry.name))) == node_pid:
+            out.append(int(entry.name))
+    return out
+
+
 def wait_until(cond, timeout, what):
     """Polls ``cond`` every 50 ms; its first truthy value, or AssertionError."""
     deadline = time.monotonic() + timeout

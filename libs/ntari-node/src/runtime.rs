@@ -42,9 +42,7 @@ use crate::msg::builtin_interfaces::Time;
 use crate::msg::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msg::std_msgs::{Bool, Header, StringMsg};
 use crate::parameters::{ParameterServer, Parameters};
-use crate::service::{
-    DaemonSpec, Input, Paths, ProbeReport, Publication, Reload, RenderedFile, Service,
-};
+use crate::service::{Input, Paths, ProbeReport, Publication, Reload, RenderedFile, Service};
 use crate::signing::NodeKey;
 use crate::supervisor::{self, Daemon, DaemonRecord, Supervisor};
 
@@ -507,7 +505,7 @@ impl<S: Service> ServiceHost<S> {
 
     /// Makes the slots match the daemons the current config names, keeping
     /// the slots (and restart counts) of daemons that stay.
-    fn plan_daemons(&mut self) -> Vec<DaemonSpec> {
+    fn plan_daemons(&mut self) {
         let specs = match &self.config {
             Some(config) => self.service.daemons(config, &self.paths),
             None => Vec::new(),
@@ -540,7 +538,6 @@ impl<S: Service> ServiceHost<S> {
                 },
             )
             .collect();
-        specs
     }
 
     /// Starts daemon `index` and waits for [`Service::daemon_started`].
@@ -989,7 +986,7 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
         S::NAME
     );
     // Helpers a daemon orphans re-parent to its guard; if a guard itself
-    // dies, what it guarded re-parents here and is stopped (each second).
+    // dies, what it guarded re-parents here and is stopped (at the guard's exit).
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become a child subreaper; a daemon's orphaned helpers would re-parent to PID 1");
     }
@@ -1119,6 +1116,10 @@ impl Signals {
     }
 }
 
+/// How often the node looks for processes it adopted without a daemon
+/// exit telling it to (see `supervisor::stop_adopted`).
+const ADOPTED_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The event loop: lifecycle requests, daemon exits, probes, publishing,
 /// restarts, SIGHUP reloads; returns after an orderly shutdown.
 async fn serve<S: Service>(
@@ -1155,6 +1156,7 @@ async fn serve<S: Service>(
     // Set when a daemon exited while a probe or refresh was waiting on it:
     // handled first thing in the next round.
     let mut daemon_changed = false;
+    let mut next_adopted_sweep = tokio::time::Instant::now() + ADOPTED_SWEEP_INTERVAL;
 
     loop {
         enum Event {
@@ -1220,6 +1222,8 @@ async fn serve<S: Service>(
                     publish_health(lifecycle, outputs, true);
                     on_daemon_exit(lifecycle, index).await;
                 }
+                // A guard that died (killed by hand) left its daemon to us.
+                supervisor::stop_adopted(&lifecycle.callbacks().daemon_groups());
             }
             Event::StateChanged => {
                 state_events.borrow_and_update();
@@ -1285,7 +1289,13 @@ async fn serve<S: Service>(
             Event::Health => {
                 let active = lifecycle.state() == State::Active;
                 let host = lifecycle.callbacks_mut();
-                supervisor::stop_adopted(&host.daemon_groups());
+                // Adoption happens when a guard dies, which the exit handling
+                // sweeps for; this is only the safety net, and rare, since
+                // a scan of /proc costs an idle node CPU.
+                if tokio::time::Instant::now() >= next_adopted_sweep {
+                    supervisor::stop_adopted(&host.daemon_groups());
+                    next_adopted_sweep = tokio::time::Instant::now() + ADOPTED_SWEEP_INTERVAL;
+                }
                 if let Some(how) = host.service.on_tick(SystemTime::now()) {
                     host.rerender(how, active).await;
                 }
@@ -1675,7 +1685,7 @@ fn diagnostics<S: Service>(status: &Value) -> DiagnosticArray {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Command, MetricDesc};
+    use crate::service::{Command, DaemonSpec, MetricDesc};
 
     /// A service whose checker accepts a rendered file only if it says
     /// "good"; samples on its input `/picky/word` are appended to the file.
