@@ -97,7 +97,9 @@ fn guard(argv: &[OsString]) -> Result<i32, String> {
     };
     // Blocked only now: a child inherits the signal mask, and std's spawn
     // does not clear it (a daemon with SIGTERM blocked would never stop).
-    // A SIGCHLD from before is not lost: the zombie waits for `reap`.
+    // A SIGCHLD from before is not lost: the zombie waits for `reap`. A
+    // SIGTERM in that window ends the guard; the daemon then re-parents to
+    // the node, which stops what it adopts.
     let mut signals = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
