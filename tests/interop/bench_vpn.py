@@ -78,7 +78,7 @@ sys.path.insert(0, str(HERE))
 import netns  # noqa: E402
 from bench_example import Node, has_symtab, pick_domain_id, row  # noqa: E402
 from bench_ntp import percentile  # noqa: E402
-from helpers import free_port, log_time, wait_until  # noqa: E402
+from helpers import free_port, log_time, parent_of, wait_until, wg_key, write_key  # noqa: E402
 from rosgraph import Graph  # noqa: E402
 from ros_types import Bool, String, T  # noqa: E402
 
@@ -94,16 +94,6 @@ MTU = 1420           # ntari-vpn's default, set on every tunnel interface here
 GO_ENV = dict(os.environ, LOG_LEVEL="error")   # what the node gives its wireguard-go
 
 
-def wg_key():
-    private = subprocess.run([WG, "genkey"], capture_output=True, text=True, check=True).stdout.strip()
-    public = subprocess.run([WG, "pubkey"], input=private, capture_output=True, text=True, check=True).stdout.strip()
-    return private, public
-
-
-def write_key(path: Path, key: str) -> Path:
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return path
 
 
 def run(argv, **kw) -> subprocess.CompletedProcess:
@@ -135,11 +125,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def ppid_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
 def find_process(argv_tail) -> int:
@@ -220,8 +205,8 @@ def main() -> int:
     hub_port, peer_port = free_port(), free_port()
 
     (work / "state").mkdir()
-    hub_private, hub_public = wg_key()
-    peer_private, peer_public = wg_key()
+    hub_private, hub_public = wg_key(WG)
+    peer_private, peer_public = wg_key(WG)
     hub_key = write_key(work / "state" / "private.key", hub_private)
     peer_key = write_key(work / "peer.key", peer_private)
     config = work / "vpn.toml"
@@ -431,7 +416,7 @@ allowed_ips = ["{peer_ip}/32"]
 
             tunnel = daemon_of(status.wait_for(lambda s: daemon_of(s) is not None, timeout=15,
                                                what="a running tunnel in status"))["pid"]
-            guard = ppid_of(tunnel)
+            guard = parent_of(tunnel)
             time.sleep(args.settle)
             rss_node, rss_tunnel, rss_guard = (rss_kib(p) / 1024 for p in (node.pid, tunnel, guard))
             rows.append(row(f"idle RSS of the node after {args.settle:.0f} s Active (tunnel excluded)",

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from datetime import datetime
@@ -44,6 +45,20 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def wg_key(wg: str = "wg") -> tuple:
+    """A fresh WireGuard key pair (base64 private, public), from `wg`."""
+    private = subprocess.run([wg, "genkey"], capture_output=True, text=True, check=True).stdout.strip()
+    public = subprocess.run([wg, "pubkey"], input=private, capture_output=True, text=True, check=True).stdout.strip()
+    return private, public
+
+
+def write_key(path: Path, key: str) -> Path:
+    """``key`` into ``path``, mode 0600 (WireGuard tools refuse others)."""
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def parent_of(pid: int) -> int:

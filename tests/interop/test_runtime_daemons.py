@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_binary
-from helpers import pid_alive, wait_health, wait_status, wait_until
+from helpers import parent_of, pid_alive, wait_health, wait_status, wait_until
 from ros_types import S, T, Bool, String
 
 NODE = "/ntari/ntari_shell_node"
@@ -41,10 +41,6 @@ def marked(marker: str) -> list[int]:
         if marker in cmd and state != "Z" and "pytest" not in cmd:
             out.append(int(entry))
     return out
-
-
-def ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 @pytest.fixture
@@ -138,12 +134,18 @@ script = "setsid sleep MARK1 & setpriv --reuid=nobody --regid=nogroup --clear-gr
 """
 
 
-def test_node_sigkill_leaves_no_daemon_helper_or_guard(shell_node):
+def escaping_node(shell_node):
+    """A healthy node running ESCAPING, its daemon and both helpers up."""
     node = shell_node(ESCAPING)
     wait_health(node, True, READY)
     wait_until(lambda: len(marked(node.marker)) >= 3, 5, "daemon and both helpers")
+    return node
+
+
+def test_node_sigkill_leaves_no_daemon_helper_or_guard(shell_node):
+    node = escaping_node(shell_node)
     procs = marked(node.marker)
-    guard = ppid(daemons(node, lambda d: d["forker"]["running"])["forker"]["pid"])
+    guard = parent_of(daemons(node, lambda d: d["forker"]["running"])["forker"]["pid"])
     assert "__ntari-guard" in Path(f"/proc/{guard}/cmdline").read_bytes().decode()
     node.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
@@ -153,9 +155,7 @@ def test_node_sigkill_leaves_no_daemon_helper_or_guard(shell_node):
 
 
 def test_a_daemon_that_exits_takes_its_escaped_helpers_along(shell_node):
-    node = shell_node(ESCAPING)
-    wait_health(node, True, READY)
-    wait_until(lambda: len(marked(node.marker)) >= 3, 5, "daemon and both helpers")
+    node = escaping_node(shell_node)
     before = set(marked(node.marker))
     main = daemons(node, lambda d: d["forker"]["running"])["forker"]["pid"]
     os.kill(main, signal.SIGKILL)
@@ -164,9 +164,7 @@ def test_a_daemon_that_exits_takes_its_escaped_helpers_along(shell_node):
 
 
 def test_deactivate_stops_escaped_helpers_too(shell_node):
-    node = shell_node(ESCAPING)
-    wait_health(node, True, READY)
-    wait_until(lambda: len(marked(node.marker)) >= 3, 5, "daemon and both helpers")
+    node = escaping_node(shell_node)
     assert node.lc.change_state(T.DEACTIVATE) is True
     assert not marked(node.marker)
 
@@ -176,7 +174,7 @@ def test_a_killed_guard_leaves_the_daemon_to_the_node_which_stops_it(shell_node)
     wait_health(node, True, READY)
     ds = daemons(node, lambda d: d["first"]["running"])
     daemon = ds["first"]["pid"]
-    guard = ppid(daemon)
+    guard = parent_of(daemon)
     os.kill(guard, signal.SIGKILL)
     # The daemon re-parents to the node (a child subreaper), which stops it.
     wait_until(lambda: not pid_alive(daemon), 3, "the orphaned daemon stopped by the node")

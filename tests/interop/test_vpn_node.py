@@ -28,7 +28,8 @@ import pytest
 
 import netns
 from conftest import find_binary
-from helpers import free_port, kill_daemon_and_see_restart, pid_alive, wait_health, wait_status, wait_until
+from helpers import (free_port, kill_daemon_and_see_restart, pid_alive, wait_health, wait_status, wait_until,
+                     wg_key, write_key)
 from ros_types import S, T, Bool, String
 
 NODE = "/ntari/ntari_vpn_node"
@@ -44,16 +45,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def wg_key() -> tuple[str, str]:
-    private = subprocess.run([WG, "genkey"], capture_output=True, text=True, check=True).stdout.strip()
-    public = subprocess.run([WG, "pubkey"], input=private, capture_output=True, text=True, check=True).stdout.strip()
-    return private, public
-
-
-def write_key(path: Path, key: str) -> Path:
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return path
 
 
 def tag() -> str:
@@ -68,7 +59,7 @@ class Peer:
         self.net = netns.ClientNet(third_octet=third_octet, prefix="ntv")
         self.impl = impl
         self.iface = f"ntvp{tag()}"
-        self.private, self.public = wg_key()
+        self.private, self.public = wg_key(WG)
         self.key_file = write_key(tmp / f"{self.iface}.key", self.private)
         self.tunnel_ip = f"{tunnel_net}.{host}"
         self.port = free_port()
@@ -137,7 +128,7 @@ def vpn(launch, graph, tmp_path):
     hub = SimpleNamespace(iface=f"ntvh{tag()}", port=free_port(), net=f"10.{n}.0", binary=binary,
                           private=None, public=None, dir=tmp_path / "hub")
     (hub.dir / "state").mkdir(parents=True)
-    hub.private, hub.public = wg_key()
+    hub.private, hub.public = wg_key(WG)
     write_key(hub.dir / "state" / "private.key", hub.private)
 
     octets = random.SystemRandom().sample(range(100, 251), 8)
@@ -279,7 +270,7 @@ def test_a_peer_without_handshake_is_stale_a_warning_not_unhealthy(vpn):
     is `stale`, status lists a warning, /diagnostics says WARN."""
     p = vpn.peer()     # never started: nothing answers at its endpoint
     p.net.create()
-    _, roaming = wg_key()   # and one without an endpoint (it would call us)
+    _, roaming = wg_key(WG)   # and one without an endpoint (it would call us)
     text = vpn.config([("silent", p)]) + f"""
 [[peers]]
 name = "roaming"
