@@ -198,15 +198,14 @@ impl Service for Vpn {
 
     /// A device dump (UAPI `get=1` / netlink): the interface must exist and
     /// answer.
-    async fn probe(&self, config: &VpnConfig, paths: &Paths) -> Result<ProbeReport, String> {
+    async fn probe(&self, config: &VpnConfig, _paths: &Paths) -> Result<ProbeReport, String> {
         let backend = config.backend.resolve();
         if !device::interface_exists(&config.interface) {
             return Err(format!("interface {} does not exist", config.interface));
         }
         let dump = device::get(&config.interface, backend).await?;
-        let own = Self::private_key(config, paths)
-            .ok()
-            .map(|k| k.get_public().to_base64());
+        // The device knows its own public key: no key file read per probe.
+        let own = dump.public_key.as_ref().map(|k| k.to_base64());
         let table = stats::table(config, own, &dump, SystemTime::now());
         let report = stats::report(&table, backend.label());
         if let Ok(mut last) = self.last_table.lock() {
