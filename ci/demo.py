@@ -8,6 +8,7 @@ ros2 command it stands for and what that command would show.
             [--dhcp-netns NS --dhcp-iface IFACE]
             [--vpn-peer-netns NS]
     demo.py --together DNS_PORT NS IFACE
+    demo.py --federation PARTNER SERVICE
     (ROS_DOMAIN_ID, CYCLONEDDS_URI from env)
 
 With --dns-port (ntari-dns, examples/dns.toml), the active node is also
@@ -20,6 +21,10 @@ wireguard-go peer "riverside-coop" waiting in that namespace is given the
 hub's public key from status; pings cross the tunnel both ways and `wg
 show` and /ntari/vpn/peers show the handshake. --together: ntari-dhcp and
 ntari-dns run side by side; a client's lease makes its name resolve.
+--federation PARTNER SERVICE (ci/demo-federation.sh, this process in the
+other cooperative's namespace, on its own loopback DDS): the partner's
+/remote/PARTNER/ntari/SERVICE/health arriving through ntari-federation,
+and the proxy nodes under /remote/PARTNER/.
 """
 
 import argparse
@@ -136,9 +141,59 @@ def together(dns_port: int, ns: str, iface: str) -> int:
         return 0 if ip and answer == ip else 1
 
 
+def federation(partner: str, service: str) -> int:
+    """The partner cooperative's health and nodes, seen on this one's graph."""
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    remote = f"/remote/{partner}"
+    topic = f"{remote}/ntari/{service}/health"
+    proxy = f"{remote}/ntari/ntari_{service}_node"
+    with Graph(domain) as graph:
+        local = graph.subscribe("/ntari/federation/health", Bool)
+        health = graph.subscribe(topic, Bool)
+        status = graph.subscribe("/ntari/federation/status", String, ros_qos(1, transient_local=True))
+        say("ros2 topic echo --once /ntari/federation/health   # this cooperative's bridge")
+        local.wait_for(lambda s: s.data, timeout=30.0, what="/ntari/federation/health true")
+        print("data: true\n---")
+        say(f"ros2 topic echo {topic}   # {partner}'s ntari-ntp, through the tunnel (3 samples)")
+        started = time.monotonic()
+        try:
+            for _ in range(3):
+                sample = health.wait_for(timeout=60.0, what=f"a sample on {topic}")
+                print(f"data: {str(sample.data).lower()}\n---", flush=True)
+        except TimeoutError as e:
+            print(f"demo: {e}", file=sys.stderr)
+            return 1
+        print(f"(3 samples within {time.monotonic() - started:.1f} s of the agreement's installation)")
+        say(f"ros2 node list   # {partner}'s nodes are proxies under {remote}/")
+        if not graph.wait_for_node(proxy, timeout=20.0):
+            print(f"demo: {proxy} did not appear", file=sys.stderr)
+            return 1
+        for n in sorted(graph.nodes(), key=lambda n: n.fqn):
+            print(n.fqn)
+        say(f"ros2 node info {proxy}")
+        info = graph.node(proxy)
+        print(f"{proxy}\n  Publishers:")
+        for t in info.publishers:
+            print(f"    {t}")
+        say("ros2 topic echo --once /ntari/federation/status   # signed JSON; the agreement's part")
+        try:
+            sample = status.wait_for(
+                lambda s: any((a.get("link") or {}).get("routes_in") for a in
+                              json.loads(s.data)["payload"]["detail"].get("agreements", [])),
+                timeout=20.0, what="a status with the link's routes")
+        except TimeoutError as e:
+            print(f"demo: {e}", file=sys.stderr)
+            return 1
+        for a in json.loads(sample.data)["payload"]["detail"]["agreements"]:
+            print(json.dumps(a, indent=2))
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--together":
         return together(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    if len(sys.argv) > 1 and sys.argv[1] == "--federation":
+        return federation(sys.argv[2], sys.argv[3])
     parser = argparse.ArgumentParser()
     parser.add_argument("node")
     parser.add_argument("health_topic")

@@ -6,7 +6,9 @@
 # deactivate), and stop it with SIGTERM. ntari-dns also answers dig;
 # ntari-dhcp gives a client in a demo network namespace a lease; ntari-vpn
 # (WireGuard, examples/vpn.toml) in one namespace tunnels to a wireguard-go
-# peer in another, joined by a veth pair. Last, ntari-dhcp and ntari-dns
+# peer in another, joined by a veth pair. Two cooperatives federate
+# (ci/demo-federation.sh): a signed agreement brings up their tunnel and
+# coop A's ntp health appears in coop B under /remote/coop_a/. Last, ntari-dhcp and ntari-dns
 # run together: the client's lease makes its name resolve, and ntari-admin
 # status shows both nodes.
 # DDS stays on loopback (tests/cyclonedds-loopback.xml), on a random domain.
@@ -17,6 +19,7 @@ bash ci/setup.sh
 echo "== building"
 cargo build --quiet --example ntari_example_node -p ntari-examples
 cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-admin
+cargo build --quiet -p ntari-federation
 
 export CYCLONEDDS_URI="file://$PWD/tests/cyclonedds-loopback.xml"
 export ROS_DOMAIN_ID=$((100 + RANDOM % 100))
@@ -141,6 +144,11 @@ echo
 echo "\$ ip netns exec ntari-vpn-hub ip link show wg-coop   # gone with the node"
 ip netns exec ntari-vpn-hub ip link show wg-coop 2>&1 | sed 's/^/  /' || true
 vpn_down
+
+# Two cooperatives federated over ntari-vpn tunnels by ntari-federation:
+# coop_a's ntari-ntp health on coop_b's graph (ci/demo-federation.sh, which
+# ends what it starts by PID and deletes its namespaces, also on failure).
+bash ci/demo-federation.sh
 
 echo
 echo "================ together: a DHCP client's name in DNS ================"

@@ -22,7 +22,7 @@ ROOT=$PWD
 export CARGO_TERM_COLOR=never
 umask 022 # as abuild
 
-PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-admin)
+PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-admin)
 if [ $# -gt 0 ]; then PACKAGES=("$@"); fi
 # Every package is built from the one workspace tarball.
 PROJECT=ntari-services
@@ -64,6 +64,8 @@ expected() {
 		ntari-dhcp) echo "kea-dhcp4 kea-hook-lease-cmds" ;;
 		# boringtun is built in; wireguard-go is optional
 		ntari-vpn) echo "wireguard-tools iproute2" ;;
+		# its federation domain runs over ntari-vpn's WireGuard interface
+		ntari-federation) echo "ntari-vpn" ;;
 		ntari-admin) echo "" ;;
 		esac ;;
 	depends:$p-openrc)
@@ -71,6 +73,8 @@ expected() {
 		# ntari-admin-openrc ships and which runs ntari-admin
 		case $p in
 		ntari-admin) echo "ntari-admin=$v" ;;
+		# ntari-federation's script also `need`s ntari-vpn
+		ntari-federation) echo "ntari-admin-openrc ntari-vpn-openrc" ;;
 		*) echo "ntari-admin-openrc" ;;
 		esac ;;
 	depends:*) echo "" ;;
@@ -140,6 +144,20 @@ expected_tree() {
 		644 usr/share/fish/vendor_completions.d/ntari-admin.fish
 		EOF
 		;;
+	ntari-federation:ntari-federation) # also its agreements and state dirs
+		cat <<-EOF
+		755 etc
+		755 etc/ntari
+		755 etc/ntari/federation
+		755 usr
+		755 usr/bin
+		755 usr/bin/$p
+		755 var
+		755 var/lib
+		755 var/lib/ntari
+		700 var/lib/ntari/federation
+		EOF
+		;;
 	"$p:$p") # a service: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn
 		cat <<-EOF
 		755 usr
@@ -181,6 +199,10 @@ expected_same() {
 		echo "etc/conf.d/ntari-domain openrc/ntari-domain.confd"
 		;;
 	ntari-admin:*) ;;
+	ntari-federation:ntari-federation-doc)
+		echo "usr/share/doc/$p/$svc.md docs/services/$svc.md"
+		echo "usr/share/doc/$p/$svc.toml.example examples/federation/hub-a/$svc.toml"
+		;;
 	"$p:$p-doc")
 		echo "usr/share/doc/$p/$svc.md docs/services/$svc.md"
 		echo "usr/share/doc/$p/$svc.toml.example examples/$svc.toml"

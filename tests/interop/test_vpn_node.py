@@ -433,3 +433,149 @@ def test_deactivate_removes_the_interface_and_activate_brings_it_back(vpn):
     wait_health(node, True, 10)
     vpn.connect(p)
     assert p.ping(f"{vpn.net}.1").returncode == 0
+
+
+# Drop-in peer files (`peer_files`): what ntari-federation writes.
+
+def write_dropin(path: Path, peers) -> None:
+    """The drop-in document, written as its writers must: a temporary file,
+    then a rename, so a reader never sees half of it."""
+    import json
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"version": 1, "source": "test", "peers": peers}))
+    os.replace(tmp, path)
+
+
+def dropin_peer(name: str, public: str, ip: str, endpoint: str = None, not_after: float = None) -> dict:
+    p = {"name": name, "public_key": public, "endpoint": endpoint, "allowed_ips": [f"{ip}/32"]}
+    if not_after is not None:
+        p["not_after"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after))
+    return p
+
+
+def dump(iface: str) -> dict:
+    """`wg show <iface> dump`: public key -> (endpoint, allowed ips)."""
+    out = subprocess.run([WG, "show", iface, "dump"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    return {r[0]: (r[2], r[3]) for r in rows}
+
+
+def start_with_dropin(vpn, peers, **kw):
+    """A healthy hub with ``peers`` in [[peers]] and a drop-in file (not
+    written yet) in ``peer_files``; returns the node and the file."""
+    path = vpn.dir / "federation" / "wireguard-peers.json"
+    path.parent.mkdir(exist_ok=True)
+    text = kw.pop("config_text", None) or vpn.config(peers, extra=f'peer_files = ["{path}"]')
+    node = vpn.start(peers, config_text=text, **kw)
+    wait_health(node, True, READY_TIMEOUT)
+    return node, path
+
+
+def test_drop_in_peers_come_and_go_live_and_carry_traffic(vpn):
+    """A peer in the drop-in file is on the device within 3 s, named in
+    status and /ntari/vpn/peers, and carries traffic; rewritten without it,
+    it is gone within 3 s. Same tunnel process; the config peer's session
+    is untouched."""
+    import json
+    p, q = vpn.peer(), vpn.peer()
+    node, path = start_with_dropin(vpn, [("riverside", p)])
+    vpn.connect(p)
+    assert p.ping(f"{vpn.net}.1").returncode == 0
+    pid = tunnel_pid(node)
+    p_handshake = handshake_with(vpn.iface, p.public)
+
+    write_dropin(path, [dropin_peer("federation:hillside", q.public, q.tunnel_ip, q.endpoint)])
+    written = time.monotonic()
+    wait_until(lambda: q.public in dump(vpn.iface), 3, "the drop-in peer in `wg show dump`")
+    print(f"drop-in written -> peer on the device after {(time.monotonic() - written) * 1000:.0f} ms")
+    assert dump(vpn.iface)[q.public] == (q.endpoint, f"{q.tunnel_ip}/32")
+    vpn.connect(q)
+    wait_until(lambda: q.ping(f"{vpn.net}.1", count=1).returncode == 0, 10, "ping through the drop-in peer")
+    node.peers.wait_for(lambda m: any(x["name"] == "federation:hillside" and x["public_key"] == q.public
+                                      for x in json.loads(m.data)["peers"]), 5, "the drop-in peer, named, on " + PEERS)
+    env = wait_status(node, lambda x: any(e["name"] == "federation:hillside" for e in x["detail"]["peers"]), 5,
+                      "the drop-in peer, named, in status")
+    (entry,) = env["payload"]["detail"]["peer_files"]
+    assert entry["path"] == str(path) and entry["peers"] == 1 and entry["error"] is None, entry
+
+    write_dropin(path, [])
+    wait_until(lambda: q.public not in dump(vpn.iface), 3, "the drop-in peer gone from `wg show dump`")
+    assert q.ping(f"{vpn.net}.1", count=1).returncode != 0, "the removed peer must be cut off"
+    assert tunnel_pid(node) == pid, "a drop-in change must not restart the tunnel"
+    assert handshake_with(vpn.iface, p.public) == p_handshake, "the config peer's session must be untouched"
+    assert p.ping(f"{vpn.net}.1", count=1).returncode == 0
+
+
+def test_a_drop_in_peer_is_dropped_at_its_not_after_without_the_file_changing(vpn):
+    node, path = start_with_dropin(vpn, [])
+    _, short = wg_key(WG)
+    _, long = wg_key(WG)
+    not_after = int(time.time()) + 3   # whole seconds: 2 to 3 s from now
+    write_dropin(path, [dropin_peer("short", short, f"{vpn.net}.20", not_after=not_after),
+                        dropin_peer("long", long, f"{vpn.net}.21", not_after=time.time() + 3600)])
+    wait_until(lambda: short in dump(vpn.iface) and long in dump(vpn.iface), 3, "both drop-in peers on the device")
+    mtime = path.stat().st_mtime_ns
+    wait_until(lambda: short not in dump(vpn.iface), not_after - time.time() + 3, "the expired peer gone")
+    gone = time.time()
+    assert gone >= not_after, f"removed {not_after - gone:.1f} s before its not_after"
+    print(f"not_after -> peer removed after {(gone - not_after) * 1000:.0f} ms")
+    assert long in dump(vpn.iface) and path.stat().st_mtime_ns == mtime
+
+
+def test_a_bad_drop_in_file_is_a_warning_and_its_peers_stay(vpn):
+    """Garbage in the file: status warnings name the file and the JSON
+    path, the node stays healthy, the peers the file gave before stay; a
+    good file again clears the warning."""
+    node, path = start_with_dropin(vpn, [])
+    _, a = wg_key(WG)
+    good = [dropin_peer("a", a, f"{vpn.net}.30")]
+    write_dropin(path, good)
+    wait_until(lambda: a in dump(vpn.iface), 3, "the drop-in peer on the device")
+
+    bad = dict(good[0], public_key="not-a-key")
+    write_dropin(path, [bad])
+    env = wait_status(node, lambda x: any(str(path) in w and "peers[0].public_key" in w for w in x["warnings"]), 5,
+                      "a warning naming the file and the bad field")
+    assert env["payload"]["healthy"] is True, env["payload"]
+    (entry,) = env["payload"]["detail"]["peer_files"]
+    assert "peers[0].public_key" in entry["error"] and entry["peers"] == 1, entry
+    path.write_text("{ not json")
+    wait_status(node, lambda x: any(str(path) in w and "key must be a string" in w for w in x["warnings"]), 5,
+                "a warning for a file that is not JSON")
+    node.health.skip()
+    assert all(m.data is True for m in node.health.collect(1.5)), "health must stay true"
+    assert a in dump(vpn.iface), "the peers the file gave before must stay"
+    assert node.proc.alive()
+
+    write_dropin(path, good)
+    wait_status(node, lambda x: not any(str(path) in w for w in x["warnings"]), 5, "the warning gone")
+    assert a in dump(vpn.iface)
+
+
+def test_a_drop_in_peer_with_a_config_peers_key_is_ignored_with_a_warning(vpn):
+    p = vpn.peer()
+    node, path = start_with_dropin(vpn, [("riverside", p)])
+    _, other = wg_key(WG)
+    write_dropin(path, [dropin_peer("impostor", p.public, f"{vpn.net}.40", "192.0.2.9:51820"),
+                        dropin_peer("other", other, f"{vpn.net}.41")])
+    wait_until(lambda: other in dump(vpn.iface), 3, "the other drop-in peer on the device")
+    env = wait_status(node, lambda x: any("`impostor`) ignored" in w and "[[peers]] `riverside`" in w
+                                          for w in x["warnings"]), 5, "the ignored peer in status warnings")
+    assert env["payload"]["healthy"] is True
+    # The config's peer as the config says, not as the drop-in would have it.
+    assert dump(vpn.iface)[p.public] == (p.endpoint, f"{p.tunnel_ip}/32")
+    assert "impostor" not in [e["name"] for e in env["payload"]["detail"]["peers"]]
+
+
+def test_drop_in_peers_are_back_after_a_tunnel_restart(vpn):
+    """kill -9 of the tunnel: the new tunnel process gets the drop-in peers
+    as well as the config's, and traffic flows through them again."""
+    q = vpn.peer()
+    node, path = start_with_dropin(vpn, [])
+    write_dropin(path, [dropin_peer("federation:hillside", q.public, q.tunnel_ip, q.endpoint)])
+    wait_until(lambda: q.public in dump(vpn.iface), 3, "the drop-in peer on the device")
+    vpn.connect(q)
+    wait_until(lambda: q.ping(f"{vpn.net}.1", count=1).returncode == 0, 10, "ping through the drop-in peer")
+    kill_daemon_and_see_restart(node, tunnel_pid(node), "boringtun")
+    assert dump(vpn.iface)[q.public] == (q.endpoint, f"{q.tunnel_ip}/32")
+    wait_until(lambda: q.ping(f"{vpn.net}.1", count=1).returncode == 0, 20, "ping through the new tunnel")

@@ -209,6 +209,21 @@ def start_vpn(c: "NodeContract", env: StartEnv) -> Running:
     return Running(c, proc, d, {"net": net, "interface": iface})
 
 
+def start_federation(c: "NodeContract", env: StartEnv) -> Running:
+    """examples/federation/hub-a/federation.toml with an empty agreements
+    dir of its own and the node's key: the bridge runs, with no partner."""
+    d = env.workdir(c.key)
+    (d / "agreements").mkdir()
+    example = "examples/federation/hub-a/federation.toml"
+    text = (EXAMPLES / "federation" / "hub-a" / "federation.toml").read_text()
+    text = _replace(text, '# agreements_dir = "/etc/ntari/federation"', f'agreements_dir = "{d / "agreements"}"', example)
+    text = _replace(text, '# node_key = "/etc/ntari/keys/node.ed25519"', f'node_key = "{d / "node.key"}"', example)
+    cfg = d / "federation.toml"
+    cfg.write_text(text)
+    proc = env.launch(env.binary(c.binary), *_service_args(d, cfg, env), *env.args, name=c.key)
+    return Running(c, proc, d)
+
+
 def start_dhcp(c: "NodeContract", env: StartEnv) -> Running:
     """examples/dhcp.toml moved onto a throw-away veth pair: its server end
     instead of ntari-demo0, the pair's /24 instead of 192.168.77.0/24."""
@@ -302,6 +317,15 @@ NODES: List[NodeContract] = [
         # Its example peers never answer (nothing runs at their endpoints),
         # so both are stale: healthy, with a warning each.
         daemon="ntari-vpn", has_status=True, healthy_level="WARN",
+    ),
+    NodeContract(
+        key="federation", namespace="/ntari", name="ntari_federation_node",
+        binary="ntari-federation", crate="ntari-federation", start=start_federation, service="federation",
+        publishers=runtime_publishers("federation"),
+        # The bridge is the node binary itself (`ntari-federation __bridge`);
+        # it is a graph participant of its own (/ntari/ntari_federation_bridge).
+        # (its process name, cut to 15 characters by the kernel).
+        daemon="ntari-federatio", has_status=True,
     ),
 ]
 

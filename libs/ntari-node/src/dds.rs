@@ -148,10 +148,13 @@ impl Drop for Qos {
     }
 }
 
-/// A DDS domain participant: one per process, like an rmw context.
+/// A DDS domain participant: one per process and domain, like an rmw context.
 #[derive(Debug)]
 pub struct Participant {
     handle: c::dds_entity_t,
+    /// The domain entity, when this participant created its domain with a
+    /// configuration of its own ([`Participant::with_config`]).
+    domain: Option<c::dds_entity_t>,
 }
 
 impl Participant {
@@ -161,7 +164,35 @@ impl Participant {
         // SAFETY: qos is live for the call; no listener.
         let handle = unsafe { c::dds_create_participant(domain_id, qos.0, ptr::null()) };
         check("create participant", handle)?;
-        Ok(Participant { handle })
+        Ok(Participant {
+            handle,
+            domain: None,
+        })
+    }
+
+    /// Creates domain `domain_id` in this process with its own Cyclone
+    /// configuration (`config`: XML, in place of `CYCLONEDDS_URI`) and joins
+    /// it. Fails if this process already has that domain.
+    pub fn with_config(domain_id: u32, config: &str, user_data: &str) -> Result<Self, DdsError> {
+        let operation = "create domain";
+        let config = c_string(operation, config)?;
+        // SAFETY: config is a NUL-terminated string Cyclone only reads
+        // during the call.
+        let domain = check(operation, unsafe {
+            c::dds_create_domain(domain_id, config.as_ptr())
+        })?;
+        match Participant::new(domain_id, user_data) {
+            Ok(mut participant) => {
+                participant.domain = Some(domain);
+                Ok(participant)
+            }
+            Err(e) => {
+                // SAFETY: the domain was created above and nothing else
+                // holds it.
+                unsafe { c::dds_delete(domain) };
+                Err(e)
+            }
+        }
     }
 
     pub fn guid(&self) -> Result<[u8; 16], DdsError> {
@@ -190,8 +221,14 @@ impl Participant {
 impl Drop for Participant {
     fn drop(&mut self) {
         // SAFETY: invariant 1. Deleting the participant deletes any child
-        // entity still alive, so this also covers leaked endpoints.
-        unsafe { c::dds_delete(self.handle) };
+        // entity still alive, so this also covers leaked endpoints; the
+        // domain (if ours) goes after its last participant.
+        unsafe {
+            c::dds_delete(self.handle);
+            if let Some(domain) = self.domain {
+                c::dds_delete(domain);
+            }
+        }
     }
 }
 
@@ -250,16 +287,7 @@ unsafe fn take_endpoint(ep: *mut c::dds_builtintopic_endpoint_t) -> Option<Match
         return None;
     }
     let guid = (*ep).key.v;
-    let mut value: *mut c_void = ptr::null_mut();
-    let mut size: usize = 0;
-    let found = c::dds_qget_userdata((*ep).qos, &mut value, &mut size);
-    let user_data = if found && !value.is_null() {
-        let bytes = std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec();
-        c::dds_free(value);
-        bytes
-    } else {
-        Vec::new()
-    };
+    let user_data = user_data_of((*ep).qos);
     c::dds_builtintopic_free_endpoint(ep);
     Some(MatchedEndpoint { guid, user_data })
 }
@@ -601,5 +629,205 @@ impl Reader {
             .into_iter()
             .filter_map(|ih| self.matched_writer_user_data(ih))
             .collect()
+    }
+}
+
+/// A writer somewhere on the domain, as discovery (the builtin
+/// `DCPSPublication` topic) describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredWriter {
+    pub guid: [u8; 16],
+    pub participant: [u8; 16],
+    /// DDS topic name (`rt/ntari/dns/health`).
+    pub topic: String,
+    /// DDS type name (`std_msgs::msg::dds_::Bool_`).
+    pub type_name: String,
+    pub qos: EndpointQos,
+    pub user_data: Vec<u8>,
+}
+
+/// What discovery reported about one writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriterEvent {
+    Alive(DiscoveredWriter),
+    /// The writer (or its whole participant) is gone.
+    Gone([u8; 16]),
+}
+
+/// Reads the builtin `DCPSPublication` topic: every writer on the domain,
+/// this participant's own included, as it appears and goes.
+#[derive(Debug)]
+pub struct PublicationWatcher {
+    handle: c::dds_entity_t,
+    wakes: *const Notify,
+}
+
+// SAFETY: as for Reader: an entity handle and an Arc'd Notify.
+unsafe impl Send for PublicationWatcher {}
+// SAFETY: see Send.
+unsafe impl Sync for PublicationWatcher {}
+
+impl PublicationWatcher {
+    pub fn new(participant: &Participant, data_available: Arc<Notify>) -> Result<Self, DdsError> {
+        let wakes = Arc::into_raw(data_available);
+        // SAFETY: the listener only stores the arg pointer (invariant 3).
+        let listener = unsafe { c::dds_create_listener(wakes.cast_mut().cast()) };
+        let handle = if listener.is_null() {
+            c::DDS_RETCODE_OUT_OF_RESOURCES
+        } else {
+            // SAFETY: participant and listener are live; the builtin topic
+            // is a pseudo handle Cyclone resolves itself; Cyclone copies
+            // the listener.
+            unsafe {
+                c::dds_lset_data_available(listener, Some(on_data_available));
+                let h = c::dds_create_reader(
+                    participant.handle,
+                    c::DDS_BUILTIN_TOPIC_DCPSPUBLICATION,
+                    ptr::null(),
+                    listener,
+                );
+                c::dds_delete_listener(listener);
+                h
+            }
+        };
+        if let Err(e) = check("create publication reader", handle) {
+            // SAFETY: no entity was created, so no callback can use `wakes`.
+            unsafe { drop(Arc::from_raw(wakes)) };
+            return Err(e);
+        }
+        Ok(PublicationWatcher { handle, wakes })
+    }
+
+    /// Takes what discovery learnt since the last call.
+    pub fn take(&self) -> Vec<WriterEvent> {
+        const BATCH: usize = 64;
+        let mut out = Vec::new();
+        loop {
+            let mut samples: [*mut c_void; BATCH] = [ptr::null_mut(); BATCH];
+            let mut infos = [MaybeUninit::<c::dds_sample_info_t>::zeroed(); BATCH];
+            // SAFETY: null sample pointers ask Cyclone to loan its own
+            // buffers; both arrays hold BATCH entries.
+            let n = unsafe {
+                c::dds_take(
+                    self.handle,
+                    samples.as_mut_ptr(),
+                    infos.as_mut_ptr().cast(),
+                    BATCH,
+                    BATCH as u32,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            let n = n as usize;
+            for (sample, info) in samples.iter().zip(infos.iter()).take(n) {
+                // SAFETY: dds_take filled the first n infos and samples; a
+                // builtin publication sample is a dds_builtintopic_endpoint_t
+                // whose key is set even for invalid (disposal) samples.
+                let (info, ep) = unsafe {
+                    (
+                        info.assume_init_ref(),
+                        &*(*sample).cast::<c::dds_builtintopic_endpoint_t>(),
+                    )
+                };
+                let guid = ep.key.v;
+                if !info.valid_data || info.instance_state != c::dds_instance_state_DDS_IST_ALIVE {
+                    out.push(WriterEvent::Gone(guid));
+                    continue;
+                }
+                // SAFETY: a valid sample has NUL-terminated topic and type
+                // names and a qos owned by the loan (invariant 4: copied
+                // out, never kept).
+                let writer = unsafe {
+                    DiscoveredWriter {
+                        guid,
+                        participant: ep.participant_key.v,
+                        topic: c_str_or_empty(ep.topic_name),
+                        type_name: c_str_or_empty(ep.type_name),
+                        qos: endpoint_qos_of(ep.qos),
+                        user_data: user_data_of(ep.qos),
+                    }
+                };
+                out.push(WriterEvent::Alive(writer));
+            }
+            // SAFETY: returns exactly the loan dds_take handed out.
+            unsafe {
+                c::dds_return_loan(self.handle, samples.as_mut_ptr(), n as i32);
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for PublicationWatcher {
+    fn drop(&mut self) {
+        // SAFETY: invariants 1 and 3: the reader is ours (its builtin topic
+        // is not), delete it, then reclaim the Arc.
+        unsafe {
+            c::dds_delete(self.handle);
+            drop(Arc::from_raw(self.wakes));
+        }
+    }
+}
+
+/// # Safety
+/// `s` must be null or a NUL-terminated string valid for the call.
+unsafe fn c_str_or_empty(s: *const std::ffi::c_char) -> String {
+    if s.is_null() {
+        String::new()
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+    }
+}
+
+/// # Safety
+/// `qos` must be null or a live qos.
+unsafe fn endpoint_qos_of(qos: *const c::dds_qos_t) -> EndpointQos {
+    let mut reliability = c::dds_reliability_kind_DDS_RELIABILITY_BEST_EFFORT;
+    let mut blocking: c::dds_duration_t = 0;
+    let mut durability = c::dds_durability_kind_DDS_DURABILITY_VOLATILE;
+    let mut history = c::dds_history_kind_DDS_HISTORY_KEEP_LAST;
+    let mut depth: i32 = 1;
+    if !qos.is_null() {
+        // SAFETY: qos is live; every getter only writes its out pointers
+        // and leaves them as they were when the policy is absent.
+        unsafe {
+            c::dds_qget_reliability(qos, &mut reliability, &mut blocking);
+            c::dds_qget_durability(qos, &mut durability);
+            c::dds_qget_history(qos, &mut history, &mut depth);
+        }
+    }
+    EndpointQos {
+        reliable: reliability == c::dds_reliability_kind_DDS_RELIABILITY_RELIABLE,
+        transient_local: durability != c::dds_durability_kind_DDS_DURABILITY_VOLATILE,
+        depth: if history == c::dds_history_kind_DDS_HISTORY_KEEP_ALL {
+            0
+        } else {
+            u32::try_from(depth).unwrap_or(1)
+        },
+    }
+}
+
+/// # Safety
+/// `qos` must be null or a live qos.
+unsafe fn user_data_of(qos: *const c::dds_qos_t) -> Vec<u8> {
+    if qos.is_null() {
+        return Vec::new();
+    }
+    let mut value: *mut c_void = ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: qos is live; Cyclone allocates a copy we free below.
+    unsafe {
+        if c::dds_qget_userdata(qos, &mut value, &mut size) && !value.is_null() {
+            let bytes = std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec();
+            c::dds_free(value);
+            bytes
+        } else {
+            Vec::new()
+        }
     }
 }

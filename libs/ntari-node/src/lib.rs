@@ -27,3 +27,11 @@ pub mod typehash;
 pub mod validate;
 
 pub use dds::{DdsError, EndpointQos};
+/// Raw DDS access for a bridge that forwards samples of types it does not
+/// know (ntari-federation): participants on domains of their own, opaque
+/// readers and writers, discovery of every writer on a domain.
+pub mod rawdds {
+    pub use crate::dds::{
+        DiscoveredWriter, Participant, PublicationWatcher, Reader, Taken, Writer, WriterEvent,
+    };
+}

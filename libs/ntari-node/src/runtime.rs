@@ -328,6 +328,10 @@ struct ServiceHost<S: Service> {
     timing: Timing,
     /// The node binary, to run daemons under a guard (None in unit tests).
     guard: Option<PathBuf>,
+    /// Added to every daemon's environment: `ROS_DOMAIN_ID` of the node's
+    /// domain (which ntari.toml may set), so a daemon that joins the graph
+    /// itself (ntari-federation's bridge) joins the node's domain.
+    daemon_env: Vec<(String, String)>,
     config: Option<S::Config>,
     rendered: Vec<RenderedFile>,
     /// The service's daemons, in start order, as the config names them
@@ -405,6 +409,7 @@ impl<S: Service> ServiceHost<S> {
             paths,
             timing,
             guard,
+            daemon_env: Vec::new(),
             config: None,
             rendered: Vec::new(),
             daemons: Vec::new(),
@@ -565,11 +570,10 @@ impl<S: Service> ServiceHost<S> {
                 }
             }
         }
+        let mut command = spec.command.clone();
+        command.env.extend(self.daemon_env.iter().cloned());
         let slot = &mut self.daemons[index];
-        let daemon = slot
-            .supervisor
-            .start(&spec.command)
-            .map_err(|e| e.to_string())?;
+        let daemon = slot.supervisor.start(&command).map_err(|e| e.to_string())?;
         let record = DaemonRecord::of(daemon.pid(), &spec.command.program);
         let record_path = supervisor::record_path(&self.paths.run_dir, name);
         if let Err(e) = record.map_or(Ok(()), |r| r.save(&record_path)) {
@@ -993,7 +997,9 @@ pub async fn run<S: Service>(service: S, args: NodeArgs) -> anyhow::Result<()> {
     let guard = std::env::current_exe()
         .map_err(|e| tracing::warn!(error = %e, "cannot find this node's binary to run daemons under a guard; using setpriv"))
         .ok();
-    let host = ServiceHost::new(service, paths, timing, metrics.clone(), guard);
+    let mut host = ServiceHost::new(service, paths, timing, metrics.clone(), guard);
+    host.daemon_env
+        .push(("ROS_DOMAIN_ID".into(), context.domain_id().to_string()));
     // A previous run killed without an orderly shutdown, its guards too,
     // may have left daemons running and an interface set up: they would
     // hold what the new ones need.

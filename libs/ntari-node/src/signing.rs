@@ -43,15 +43,34 @@
 //!
 //! # Envelopes
 //!
-//! An [`Envelope`] is a JSON object with exactly the fields `issuer` (the
-//! signer's did:key), `timestamp` (Unix time in **milliseconds**, an
-//! integer), `nonce` (128 random bits as 32 lowercase hex digits),
-//! `payload` (any JSON value) and `signature` (the 64-byte Ed25519
-//! signature as 128 lowercase hex digits). Unknown fields are refused,
-//! because they would not be covered by the signature.
+//! An [`Envelope`] is a JSON object with exactly the fields `v` (the
+//! envelope version, the integer `2`), `issuer` (the signer's did:key),
+//! `timestamp` (Unix time in **milliseconds**, an integer), `nonce` (128
+//! random bits as 32 lowercase hex digits), `payload` (any JSON value) and
+//! `signature` (the 64-byte Ed25519 signature as 128 lowercase hex
+//! digits). Unknown fields are refused, because they would not be covered
+//! by the signature.
 //!
-//! The signature covers these bytes (UTF-8, `\n` = 0x0a, no trailing
-//! newline), see [`Envelope::signing_bytes`]:
+//! The signature of a version 2 envelope (what [`NodeKey::sign`] makes)
+//! covers these bytes (UTF-8, `\n` = 0x0a, no trailing newline), see
+//! [`Envelope::signing_bytes`]:
+//!
+//! ```text
+//! ntari-envelope-v2\n{RFC 8785 (JCS) form of the envelope object without `signature`}
+//! ```
+//!
+//! e.g. `ntari-envelope-v2\n{"issuer":"did:key:z6Mk…","nonce":"…","payload":{…},"timestamp":1750000000000,"v":2}`.
+//! JCS (RFC 8785: keys sorted by UTF-16 code units, no whitespace, numbers
+//! in their ECMAScript form) is what any language's JCS library produces,
+//! so other tooling can verify without re-implementing a layout; for the
+//! integer/string/boolean/null payloads NTARI sends, Python's
+//! `json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False)`
+//! gives the same bytes.
+//!
+//! # Version 1 envelopes
+//!
+//! An envelope without `v` is version 1, which nodes signed before; it is
+//! still verified, so old signatures stay checkable. Its signature covers:
 //!
 //! ```text
 //! ntari-envelope-v1\n{issuer}\n{timestamp as decimal}\n{nonce}\n{canonical_json(payload)}
@@ -68,7 +87,16 @@
 //! languages should keep to integers, strings, booleans, null, arrays and
 //! objects in payloads; float formatting differs between JSON libraries.
 //! Issuer and nonce can contain no newline (both are validated), so the
-//! field boundaries are unambiguous.
+//! field boundaries are unambiguous. Any other `v` is refused.
+//!
+//! # Detached signatures
+//!
+//! Documents that carry their own signatures (federation agreements and
+//! revocations) are signed over their own bytes — their JCS form — with
+//! [`NodeKey::sign_bytes`] and checked with [`verify_bytes`] (strict
+//! verification). Such bytes start with `{`, envelope signing bytes with
+//! `ntari-envelope-`, so neither kind of signature passes for the other;
+//! the documents carry a `kind` field for the same purpose among themselves.
 //!
 //! # Verification
 //!
@@ -99,9 +127,16 @@ pub const DEFAULT_KEY_PATH: &str = "/etc/ntari/keys/node.ed25519";
 /// First word of the key file; versioned so the format can change later.
 pub const KEY_FILE_TAG: &str = "ntari-ed25519-v1";
 
-/// First line of the signed bytes; binds signatures to this envelope format
-/// so they cannot be replayed as some other kind of signed message.
+/// First line of the signed bytes of a version 1 envelope; binds
+/// signatures to this envelope format so they cannot be replayed as some
+/// other kind of signed message.
 pub const ENVELOPE_DOMAIN: &str = "ntari-envelope-v1";
+
+/// First line of the signed bytes of a version 2 envelope.
+pub const ENVELOPE_DOMAIN_V2: &str = "ntari-envelope-v2";
+
+/// The envelope version [`NodeKey::sign`] makes (its `v` field).
+pub const ENVELOPE_VERSION: u32 = 2;
 
 /// Accepted clock difference between signer and verifier, either way.
 pub const DEFAULT_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -184,6 +219,8 @@ pub enum VerifyError {
     MalformedNonce { nonce: String },
     #[error("envelope signature is malformed (expected 128 lowercase hex digits)")]
     MalformedSignature,
+    #[error("envelope from {issuer} has `v` {version}; this node reads 2 (and 1, which has no `v`): update it")]
+    UnknownVersion { issuer: String, version: u32 },
     #[error("envelope signature does not verify for issuer {issuer}: it was altered or not made by that key")]
     BadSignature { issuer: String },
     #[error(
@@ -338,8 +375,15 @@ impl NodeKey {
         Ok(self.sign_with_nonce(payload, timestamp_ms, hex_encode(&nonce)))
     }
 
+    /// Detached Ed25519 signature over `bytes`, 128 lowercase hex digits
+    /// (for documents that carry their signature; see the module docs).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> String {
+        hex_encode(&self.signing.sign(bytes).to_bytes())
+    }
+
     fn sign_with_nonce(&self, payload: Value, timestamp_ms: i64, nonce: String) -> Envelope {
         let mut env = Envelope {
+            v: Some(ENVELOPE_VERSION),
             issuer: self.did.clone(),
             timestamp: timestamp_ms,
             nonce,
@@ -356,6 +400,9 @@ impl NodeKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
+    /// Envelope version: 2; absent in version 1 envelopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<u32>,
     /// did:key of the signer.
     pub issuer: String,
     /// Unix time in milliseconds when it was signed.
@@ -368,8 +415,38 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The exact bytes the signature covers: everything but the signature.
+    /// The exact bytes the signature covers: everything but the signature,
+    /// in the layout of the envelope's version.
     pub fn signing_bytes(&self) -> Vec<u8> {
+        match self.v {
+            None => self.signing_bytes_v1(),
+            Some(v) => {
+                let object = serde_json::json!({
+                    "v": v,
+                    "issuer": self.issuer,
+                    "timestamp": self.timestamp,
+                    "nonce": self.nonce,
+                    "payload": self.payload,
+                });
+                let domain = if v == ENVELOPE_VERSION {
+                    ENVELOPE_DOMAIN_V2.to_string()
+                } else {
+                    format!("ntari-envelope-v{v}")
+                };
+                let mut out = domain.into_bytes();
+                out.push(b'\n');
+                // JCS of a serde_json::Value cannot fail (string keys, finite
+                // numbers); should it, the bytes signed or checked are just
+                // the domain line, which no verifier accepts for this content.
+                if let Ok(jcs) = serde_json_canonicalizer::to_vec(&object) {
+                    out.extend_from_slice(&jcs);
+                }
+                out
+            }
+        }
+    }
+
+    fn signing_bytes_v1(&self) -> Vec<u8> {
         let payload = canonical_json(&self.payload);
         let mut out = Vec::with_capacity(
             ENVELOPE_DOMAIN.len() + self.issuer.len() + self.nonce.len() + payload.len() + 24,
@@ -447,6 +524,22 @@ fn write_json_string(s: &str, out: &mut String) {
             out.push('"');
         }
     }
+}
+
+/// Checks a detached signature ([`NodeKey::sign_bytes`]) of `did` over
+/// `bytes`, with strict RFC 8032 verification.
+pub fn verify_bytes(did: &str, bytes: &[u8], signature_hex: &str) -> Result<(), VerifyError> {
+    let key = public_key_from_did(did).map_err(|source| VerifyError::MalformedIssuer {
+        issuer: did.to_owned(),
+        source,
+    })?;
+    let signature = decode_hex_array::<64>(signature_hex)
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or(VerifyError::MalformedSignature)?;
+    key.verify_strict(bytes, &signature)
+        .map_err(|_| VerifyError::BadSignature {
+            issuer: did.to_owned(),
+        })
 }
 
 /// `did:key:z…` for an Ed25519 public key.
@@ -598,6 +691,12 @@ impl Verifier {
         let signature = decode_hex_array::<64>(&env.signature)
             .map(|b| Signature::from_bytes(&b))
             .ok_or(VerifyError::MalformedSignature)?;
+        if let Some(version) = env.v.filter(|v| *v != ENVELOPE_VERSION) {
+            return Err(VerifyError::UnknownVersion {
+                issuer: env.issuer.clone(),
+                version,
+            });
+        }
 
         let skew_ms = now_ms.abs_diff(env.timestamp);
         if skew_ms > self.window_ms.unsigned_abs() {
@@ -1069,13 +1168,118 @@ mod tests {
     #[test]
     fn signing_bytes_are_as_documented() {
         let k = key(1);
-        let env = k.sign_with_nonce(json!({"b": 1, "a": "x"}), 42, "0".repeat(32));
+        let env = k.sign_with_nonce(
+            json!({"b": 1, "a": "x", "é": [true, null]}),
+            42,
+            "0".repeat(32),
+        );
+        assert_eq!(env.v, Some(2));
+        // Checked by hand against RFC 8785: keys sorted, no whitespace,
+        // non-ASCII literal.
         let expected = format!(
-            "ntari-envelope-v1\n{}\n42\n{}\n{{\"a\":\"x\",\"b\":1}}",
+            "ntari-envelope-v2\n{{\"issuer\":\"{}\",\"nonce\":\"{}\",\"payload\":{{\"a\":\"x\",\"b\":1,\"é\":[true,null]}},\"timestamp\":42,\"v\":2}}",
             k.did(),
             "0".repeat(32)
         );
-        assert_eq!(env.signing_bytes(), expected.as_bytes());
+        assert_eq!(String::from_utf8(env.signing_bytes()).unwrap(), expected);
+        // On the wire `v` comes with the rest.
+        let wire = serde_json::to_value(&env).unwrap();
+        assert_eq!(wire["v"], json!(2));
+
+        // Version 1: the old layout.
+        let mut v1 = env.clone();
+        v1.v = None;
+        let expected = format!(
+            "ntari-envelope-v1\n{}\n42\n{}\n{{\"a\":\"x\",\"b\":1,\"é\":[true,null]}}",
+            k.did(),
+            "0".repeat(32)
+        );
+        assert_eq!(v1.signing_bytes(), expected.as_bytes());
+    }
+
+    #[test]
+    fn version_1_envelopes_still_verify() {
+        // A v1 envelope as nodes sent them: no `v`, signed over the v1 layout.
+        let k = key(1);
+        let mut env = Envelope {
+            v: None,
+            issuer: k.did().to_owned(),
+            timestamp: NOW,
+            nonce: "ab".repeat(16),
+            payload: json!({"healthy": true, "node": "/ntari/ntari_ntp_node"}),
+            signature: String::new(),
+        };
+        env.signature = k.sign_bytes(&env.signing_bytes());
+        let text = serde_json::to_string(&env).unwrap();
+        assert!(!text.contains("\"v\""), "{text}");
+        let parsed: Envelope = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.v, None);
+        assert!(Verifier::new().verify(&parsed, NOW).is_ok());
+
+        // Relabelling it as v2 (or v2 as v1) breaks the signature.
+        let mut relabelled = parsed.clone();
+        relabelled.v = Some(2);
+        assert!(matches!(
+            Verifier::new().verify(&relabelled, NOW),
+            Err(VerifyError::BadSignature { .. })
+        ));
+        let v2 = k.sign_at(json!({"x": 1}), NOW).unwrap();
+        let mut as_v1 = v2.clone();
+        as_v1.v = None;
+        assert!(matches!(
+            Verifier::new().verify(&as_v1, NOW),
+            Err(VerifyError::BadSignature { .. })
+        ));
+        // Unknown versions are refused as such.
+        let mut v3 = v2.clone();
+        v3.v = Some(3);
+        let err = Verifier::new().verify(&v3, NOW).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::UnknownVersion { version: 3, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn detached_signatures() {
+        let k = key(1);
+        let bytes = br#"{"id":"riverside-hillside","kind":"ntari/federation-agreement/v1"}"#;
+        let sig = k.sign_bytes(bytes);
+        assert_eq!(sig.len(), 128);
+        assert!(sig
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        // Ed25519 is deterministic: same key and bytes, same signature.
+        assert_eq!(sig, k.sign_bytes(bytes));
+        assert!(verify_bytes(k.did(), bytes, &sig).is_ok());
+
+        let mut changed = bytes.to_vec();
+        changed[10] ^= 1;
+        assert!(matches!(
+            verify_bytes(k.did(), &changed, &sig),
+            Err(VerifyError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            verify_bytes(key(2).did(), bytes, &sig),
+            Err(VerifyError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            verify_bytes(k.did(), bytes, &sig.to_uppercase()),
+            Err(VerifyError::MalformedSignature)
+        ));
+        assert!(matches!(
+            verify_bytes(k.did(), bytes, &sig[..126]),
+            Err(VerifyError::MalformedSignature)
+        ));
+        assert!(matches!(
+            verify_bytes("did:key:zNope", bytes, &sig),
+            Err(VerifyError::MalformedIssuer { .. })
+        ));
+        // An envelope signature never passes as a detached one over the
+        // same payload, and the other way round.
+        let env = k.sign_at(json!({"id": "riverside-hillside"}), NOW).unwrap();
+        let payload = serde_json_canonicalizer::to_vec(&env.payload).unwrap();
+        assert!(verify_bytes(k.did(), &payload, &env.signature).is_err());
     }
 
     #[test]
@@ -1104,6 +1308,8 @@ mod tests {
         let last = if env.nonce.ends_with('0') { "1" } else { "0" };
         nonce.nonce.replace_range(31..32, last);
         assert_ne!(nonce.nonce, env.nonce);
+        let mut version = env.clone();
+        version.v = None;
         let mut signature = env.clone();
         let flipped = if signature.signature.starts_with('0') {
             "1"
@@ -1112,7 +1318,7 @@ mod tests {
         };
         signature.signature.replace_range(0..1, flipped);
 
-        for tampered in [payload, issuer, timestamp, nonce, signature] {
+        for tampered in [payload, issuer, timestamp, nonce, version, signature] {
             let mut v = Verifier::new();
             let err = v.verify(&tampered, NOW).unwrap_err();
             assert!(matches!(err, VerifyError::BadSignature { .. }), "{err}");

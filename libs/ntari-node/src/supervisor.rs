@@ -256,6 +256,14 @@ pub fn running_binary(path: &Path) -> &Path {
     }
 }
 
+/// This node's own binary, for a service whose daemon is the node binary
+/// run with a hidden argument (ntari-vpn's boringtun tunnel,
+/// ntari-federation's bridge).
+pub fn own_binary() -> PathBuf {
+    let path = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    running_binary(&path).to_path_buf()
+}
+
 /// The daemon's pid, as the guard reports it on the control socket: one
 /// line, `pid <n>` or `error <why>`. The guard writes it right after its
 /// fork, so the short blocking read does not hold up the event loop.

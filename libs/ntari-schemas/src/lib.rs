@@ -10,8 +10,10 @@
 //! field keeps the version (readers ignore fields they do not know);
 //! anything else bumps it, and a reader refuses versions it does not know.
 
+pub mod federation;
 pub mod leases;
 pub mod peers;
+pub mod wireguard_peers;
 
 /// A document that does not match its schema, with where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -78,6 +78,12 @@ pub struct VpnConfig {
     pub private_key_file: Option<PathBuf>,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Drop-in files of more peers (libs/ntari-schemas `wireguard_peers`),
+    /// written by other services: ntari-federation's
+    /// `/run/ntari/federation/wireguard-peers.json`. Re-read when they
+    /// change; a missing one adds no peer. Absolute paths.
+    #[serde(default)]
+    pub peer_files: Vec<PathBuf>,
 }
 
 /// One peer: another hub, a member's machine.
@@ -150,6 +156,23 @@ impl VpnConfig {
                     self.mtu
                 ),
             ));
+        }
+        for (i, file) in self.peer_files.iter().enumerate() {
+            if !file.is_absolute() {
+                return Err(ConfigIssue::new(
+                    format!("peer_files[{i}]"),
+                    format!(
+                        "`{}` is relative; give the whole path, e.g. /run/ntari/federation/wireguard-peers.json",
+                        file.display()
+                    ),
+                ));
+            }
+            if self.peer_files[..i].contains(file) {
+                return Err(ConfigIssue::new(
+                    format!("peer_files[{i}]"),
+                    format!("`{}` is listed twice", file.display()),
+                ));
+            }
         }
         for (i, peer) in self.peers.iter().enumerate() {
             let key = |field: &str| format!("peers[{i}].{field}");
@@ -227,7 +250,8 @@ impl VpnConfig {
     }
 }
 
-fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+/// Whether two ranges share an address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -337,6 +361,7 @@ mod tests {
         assert_eq!(c.listen_port, 51820);
         assert_eq!(c.mtu, 1420);
         assert_eq!(c.backend, Backend::Auto);
+        assert!(c.peer_files.is_empty());
         let paths = Paths {
             config: "/x".into(),
             state_dir: "/var/lib/ntari/vpn".into(),
@@ -402,6 +427,16 @@ mod tests {
                 "fixed port",
             ),
             (format!("mtu = 100\n{}", base()), "mtu", "1280"),
+            (
+                format!("peer_files = [\"peers.json\"]\n{}", base()),
+                "peer_files[0]",
+                "relative",
+            ),
+            (
+                format!("peer_files = [\"/a.json\", \"/a.json\"]\n{}", base()),
+                "peer_files[1]",
+                "twice",
+            ),
         ];
         for (text, key, words) in cases {
             let e = issue(&text);

@@ -6,15 +6,17 @@
 //! down over netlink). Each is configured the way `wg(8)` configures it, so
 //! `wg show <interface>` works on the node's interface. Peers change live;
 //! anything else restarts the tunnel. `/ntari/vpn/peers` carries the peer
-//! table (libs/ntari-schemas `peers`).
+//! table (libs/ntari-schemas `peers`). More peers can come from drop-in
+//! files other services write (`peer_files`, [`dropin`]).
 
 pub mod config;
 pub mod device;
+pub mod dropin;
 pub mod render;
 pub mod stats;
 pub mod tunnel;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -35,9 +37,11 @@ const TUNNEL_START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Vpn {
     /// Set by the probe (which only has `&self`), read by `refresh`.
     last_table: Mutex<Option<PeerTable>>,
-    /// The config the device was last given, so a live change touches
-    /// only the peers that changed.
+    /// The config the device was last given (drop-in peers included), so
+    /// a live change touches only the peers that changed.
     applied: Mutex<Option<VpnConfig>>,
+    /// The drop-in peer files and what they give.
+    dropins: Mutex<dropin::Watch>,
     published: Option<PeerTable>,
 }
 
@@ -46,18 +50,32 @@ impl Vpn {
         config::read_key_file(&config.private_key_path(paths))
     }
 
-    /// Key, port, peers, then addresses, MTU and routes.
+    /// Key, port, peers (drop-in ones too: a new tunnel process must not
+    /// lose them), then addresses, MTU and routes.
     async fn configure_device(
         &self,
         config: &VpnConfig,
         backend: Backend,
         paths: &Paths,
     ) -> Result<(), String> {
-        for update in render::full(config, Self::private_key(config, paths)?, paths)? {
+        let key = Self::private_key(config, paths)?;
+        if let Ok(mut watch) = self.dropins.lock() {
+            watch.set_own_key(key.get_public().to_base64());
+        }
+        let effective = self.with_dropins(config);
+        for update in render::full(&effective, key, paths)? {
             device::apply(&config.interface, backend, update).await?;
         }
-        self.remember_applied(config);
-        device::configure_link(config).await
+        self.remember_applied(&effective);
+        device::configure_link(&effective).await
+    }
+
+    /// `config` plus the drop-in peers in effect now.
+    fn with_dropins(&self, config: &VpnConfig) -> VpnConfig {
+        match self.dropins.lock() {
+            Ok(mut watch) => watch.effective(config, SystemTime::now()),
+            Err(_) => config.clone(),
+        }
     }
 
     fn remember_applied(&self, config: &VpnConfig) {
@@ -65,12 +83,6 @@ impl Vpn {
             *applied = Some(config.clone());
         }
     }
-}
-
-/// This binary, which runs the boringtun tunnel with [`tunnel::TUNNEL_ARG`].
-fn own_binary() -> PathBuf {
-    let path = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    ntari_node::supervisor::running_binary(&path).to_path_buf()
 }
 
 impl Service for Vpn {
@@ -128,7 +140,7 @@ impl Service for Vpn {
         match config.backend.resolve() {
             Backend::Kernel | Backend::Auto => Vec::new(),
             Backend::Boringtun => {
-                let program = own_binary().display().to_string();
+                let program = ntari_node::supervisor::own_binary().display().to_string();
                 let command = Command::new(program, [tunnel::TUNNEL_ARG.to_string(), iface]);
                 vec![DaemonSpec::new("boringtun", command).with_stale_file(socket)]
             }
@@ -206,8 +218,17 @@ impl Service for Vpn {
         let dump = device::get(&config.interface, backend).await?;
         // The device knows its own public key: no key file read per probe.
         let own = dump.public_key.as_ref().map(|k| k.to_base64());
-        let table = stats::table(config, own, &dump, SystemTime::now());
-        let report = stats::report(&table, backend.label());
+        // Named from what the device was given, drop-in peers included.
+        let applied = self.applied.lock().ok().and_then(|a| a.clone());
+        let named = applied.as_ref().unwrap_or(config);
+        let table = stats::table(named, own, &dump, SystemTime::now());
+        let mut report = stats::report(&table, backend.label());
+        if let Ok(watch) = self.dropins.lock() {
+            report.warnings.extend(watch.warnings());
+            if !config.peer_files.is_empty() {
+                report.detail.insert("peer_files".into(), watch.detail());
+            }
+        }
         if let Ok(mut last) = self.last_table.lock() {
             *last = Some(table);
         }
@@ -219,6 +240,7 @@ impl Service for Vpn {
     fn reload(&self, old: &VpnConfig, new: &VpnConfig) -> Reload {
         let without_peers = |c: &VpnConfig| VpnConfig {
             peers: Vec::new(),
+            peer_files: Vec::new(),
             ..c.clone()
         };
         if without_peers(old) == without_peers(new) {
@@ -228,9 +250,17 @@ impl Service for Vpn {
         }
     }
 
-    /// Sets the configured peers and removes the others, then the routes;
-    /// peers that stay keep their sessions.
+    /// A drop-in file changed or one of its peers expired: the peers are
+    /// applied live.
+    fn on_tick(&mut self, now: SystemTime) -> Option<Reload> {
+        let watch = self.dropins.get_mut().ok()?;
+        watch.tick(now).then_some(Reload::Live)
+    }
+
+    /// Sets the configured and drop-in peers and removes the others, then
+    /// the routes; peers that stay keep their sessions.
     async fn apply_live(&self, config: &VpnConfig, paths: &Paths) -> Result<(), String> {
+        let config = &self.with_dropins(config);
         let backend = config.backend.resolve();
         let current = device::get(&config.interface, backend).await?;
         let keys: Vec<_> = current

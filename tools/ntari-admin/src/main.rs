@@ -6,12 +6,15 @@
 //! - `key show|init`: the node key and its DID;
 //! - `domain render`: /etc/ntari/cyclonedds.xml from ntari.toml (the
 //!   `ntari-domain` OpenRC service);
+//! - `federation agreement draft|sign|verify|show|revoke`, `federation
+//!   log`: agreements with other cooperatives and the bridge's audit log;
 //! - `completions <shell>`, `man`: generated from this command line.
 //!
 //! Exit codes are the [`Exit`] values, so scripts (the seed's health check)
 //! can tell "unhealthy" from "could not ask".
 
 mod domain;
+mod federation;
 mod nodes;
 
 use std::io::Write;
@@ -49,7 +52,7 @@ enum Exit {
 #[command(
     name = "ntari-admin",
     version,
-    about = "Operate an NTARI OS node: the state and health of every service node, lifecycle commands, the node key"
+    about = "Operate an NTARI OS node: the state and health of every service node, lifecycle commands, the node key, federation agreements"
 )]
 struct Args {
     /// Node-wide settings (domain id, key path); ROS_DOMAIN_ID overrides the domain.
@@ -98,6 +101,12 @@ enum Command {
     Domain {
         #[command(subcommand)]
         command: DomainCommand,
+    },
+    /// Federation with other cooperatives: agreements (draft, sign, verify,
+    /// show, revoke) and ntari-federation's audit log.
+    Federation {
+        #[command(subcommand)]
+        command: federation::FederationCommand,
     },
     /// Print shell completions for `ntari-admin`.
     Completions {
@@ -217,6 +226,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
             );
             Ok(Exit::Ok)
         }
+        Command::Federation { command } => federation::run(command, &args.node_config),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -24,12 +24,14 @@ use crate::typehash::{self, TypeDescription};
 mod inbox;
 pub mod names;
 pub mod qos;
+mod raw;
 mod service;
 mod topic;
 mod type_description;
 mod view;
 pub mod wire;
 
+pub use raw::{RawReader, RawWriter};
 pub use service::{Request, RequestHeader, ServiceClient, ServiceServer};
 pub use topic::{Publisher, Subscription};
 pub use type_description::TypeDescriptionServer;
@@ -164,6 +166,24 @@ impl Context {
         self.inner.domain_id
     }
 
+    /// The GUID of this context's DDS participant: every endpoint it
+    /// creates shares its first 12 bytes.
+    pub fn participant_gid(&self) -> [u8; 16] {
+        self.inner.participant_gid
+    }
+
+    /// Watches every writer on the domain (builtin `DCPSPublication`);
+    /// `notify` is woken when there is news.
+    pub fn watch_publications(
+        &self,
+        notify: Arc<Notify>,
+    ) -> Result<crate::dds::PublicationWatcher, GraphError> {
+        Ok(crate::dds::PublicationWatcher::new(
+            &self.inner.participant,
+            notify,
+        )?)
+    }
+
     /// Adds a node `namespace/name` to this participant's graph entry.
     pub fn create_node(&self, namespace: &str, name: &str) -> Result<Node, GraphError> {
         names::validate_namespace(namespace)?;
@@ -240,20 +260,32 @@ pub(crate) struct Registration {
     node_id: u64,
     gid: [u8; 16],
     kind: EndpointKind,
-    type_hash: String,
+    /// None for a raw endpoint, whose type this process does not know.
+    type_hash: Option<String>,
 }
 
 impl Registration {
     /// `description` is the endpoint's message type, or for a service
     /// server or client the service type (what rcl registers).
     fn new(node: &Node, kind: EndpointKind, gid: [u8; 16], description: &TypeDescription) -> Self {
-        let type_hash = typehash::rihs01_string(description);
+        Self::with_type(node, kind, gid, Some(description))
+    }
+
+    fn with_type(
+        node: &Node,
+        kind: EndpointKind,
+        gid: [u8; 16],
+        description: Option<&TypeDescription>,
+    ) -> Self {
+        let type_hash = description.map(typehash::rihs01_string);
         node.ctx.edit_node(node.id, |n| {
             match kind {
                 EndpointKind::Reader => n.readers.push(gid),
                 EndpointKind::Writer => n.writers.push(gid),
             }
-            n.add_type_user(&type_hash, description);
+            if let (Some(hash), Some(description)) = (&type_hash, description) {
+                n.add_type_user(hash, description);
+            }
         });
         Registration {
             ctx: node.ctx.clone(),
@@ -273,7 +305,9 @@ impl Drop for Registration {
                 EndpointKind::Reader => n.readers.retain(|g| *g != gid),
                 EndpointKind::Writer => n.writers.retain(|g| *g != gid),
             }
-            n.remove_type_user(hash);
+            if let Some(hash) = hash {
+                n.remove_type_user(hash);
+            }
         });
     }
 }
@@ -355,6 +389,12 @@ impl Node {
         name: &str,
     ) -> Result<ServiceClient<S>, GraphError> {
         ServiceClient::new(self, name)
+    }
+
+    /// A fresh service/client id, rendered as rmw_cyclonedds renders it,
+    /// for the `serviceid=`/`clientid=` user_data of raw service endpoints.
+    pub fn new_endpoint_id(&self) -> Result<String, GraphError> {
+        service::new_endpoint_id(self)
     }
 
     pub(crate) fn participant(&self) -> &Participant {

@@ -32,6 +32,11 @@ pub fn validate_namespace(namespace: &str) -> Result<(), GraphError> {
     validate_absolute(namespace)
 }
 
+/// A fully qualified topic or service name (`/ntari/dns/health`).
+pub fn validate_absolute_topic(name: &str) -> Result<(), GraphError> {
+    validate_absolute(name)
+}
+
 fn validate_absolute(name: &str) -> Result<(), GraphError> {
     let ok = name.starts_with('/') && !name.ends_with('/') && name[1..].split('/').all(valid_token);
     if ok {

@@ -49,7 +49,7 @@ static NEXT_ENDPOINT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A unique client/service id: the participant's GUID prefix plus a counter,
 /// rendered as rmw_cyclonedds renders it in user_data.
-fn new_endpoint_id(node: &Node) -> Result<String, GraphError> {
+pub(crate) fn new_endpoint_id(node: &Node) -> Result<String, GraphError> {
     let mut id = node.participant().guid()?;
     let n = NEXT_ENDPOINT_ID.fetch_add(1, Ordering::Relaxed);
     id[12..].copy_from_slice(&n.to_be_bytes());

@@ -21,12 +21,15 @@ use crate::typehash;
 /// Enough rows for any one host's domain, taken as they arrive.
 const ROWS: u32 = 256;
 
+/// One node of a row: its fully qualified name and its writers' GUIDs.
+type NodeRow = (String, Vec<[u8; 16]>);
+
 /// The graph's nodes as announced on `ros_discovery_info`.
 pub struct GraphView {
     reader: Reader,
     notify: Arc<Notify>,
-    /// Writer instance handle → the fully qualified names of its nodes.
-    rows: HashMap<u64, Vec<String>>,
+    /// Writer instance handle → its nodes.
+    rows: HashMap<u64, Vec<NodeRow>>,
 }
 
 impl GraphView {
@@ -66,7 +69,10 @@ impl GraphView {
                     let nodes = info
                         .node_entities_info_seq
                         .iter()
-                        .map(|n| names::node_fqn(&n.node_namespace, &n.node_name))
+                        .map(|n| {
+                            let writers = n.writer_gid_seq.iter().map(|g| g.data).collect();
+                            (names::node_fqn(&n.node_namespace, &n.node_name), writers)
+                        })
                         .collect();
                     self.rows.insert(publication_handle, nodes);
                 }
@@ -80,13 +86,35 @@ impl GraphView {
     /// The fully qualified names of the nodes alive now, sorted; this
     /// process's own nodes included.
     pub fn nodes(&mut self) -> Vec<String> {
-        self.take();
-        let alive = self.reader.matched_writer_handles();
-        self.rows.retain(|handle, _| alive.contains(handle));
-        let mut nodes: Vec<String> = self.rows.values().flatten().cloned().collect();
+        self.refresh();
+        let mut nodes: Vec<String> = self
+            .rows
+            .values()
+            .flatten()
+            .map(|(fqn, _)| fqn.clone())
+            .collect();
         nodes.sort();
         nodes.dedup();
         nodes
+    }
+
+    /// Which node owns each writer announced now: writer GUID → the
+    /// node's fully qualified name.
+    pub fn writer_owners(&mut self) -> HashMap<[u8; 16], String> {
+        self.refresh();
+        let mut owners = HashMap::new();
+        for (fqn, writers) in self.rows.values().flatten() {
+            for gid in writers {
+                owners.insert(*gid, fqn.clone());
+            }
+        }
+        owners
+    }
+
+    fn refresh(&mut self) {
+        self.take();
+        let alive = self.reader.matched_writer_handles();
+        self.rows.retain(|handle, _| alive.contains(handle));
     }
 
     /// Waits until the set of rows may have changed, at most `timeout`.

@@ -1,0 +1,581 @@
+//! The bridge process: `ntari-federation __bridge <run>/bridge.json`, run
+//! and supervised by the node like any daemon (its own process group and
+//! guard, restarted with backoff, gone with the node).
+//!
+//! Its one loop, four times a second or when discovery has news:
+//! 1. takes what discovery learnt of the local graph (every writer, and
+//!    which node owns it) and hands a snapshot to every link;
+//! 2. re-checks the agreements when a file in the agreements or
+//!    revocations directory changed, or a validity window opens or closes;
+//! 3. makes the links match the agreements in force (a link per
+//!    agreement, see [`link`]); a revoked agreement's link first tells
+//!    the partner, then goes;
+//! 4. writes `wireguard-peers.json` (for ntari-vpn) when the set of
+//!    partners changes, and every second `bridge-state.json` (for the
+//!    node's probe).
+//!
+//! Every decision goes into the hash-chained audit log.
+
+mod audit;
+pub mod link;
+pub mod local;
+pub mod plan;
+mod services;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ntari_node::graph::{Context, GraphView};
+use ntari_node::signing::NodeKey;
+use ntari_schemas::federation::Agreement;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::agreement::{self, Checked};
+use crate::render::BridgePlan;
+use audit::Audit;
+use link::{Link, LinkSnapshot, Shared};
+use local::{LocalGraph, WriterTable};
+use plan::LinkPlan;
+
+/// The hidden first argument that makes the binary the bridge.
+pub const BRIDGE_ARG: &str = "__bridge";
+
+const LOOP: Duration = Duration::from_millis(250);
+const STATE_EVERY: Duration = Duration::from_secs(1);
+/// Even with no file change, agreements are re-checked this often.
+const RECHECK: Duration = Duration::from_secs(60);
+/// A revoked agreement's link stays this long to deliver the revocation
+/// (one round trip over the tunnel) before the peer and link go.
+const REVOCATION_LINGER: Duration = Duration::from_millis(500);
+/// ntari-vpn keeps a federation peer's NAT mapping open.
+const PERSISTENT_KEEPALIVE: u16 = 25;
+
+pub fn run(mut args: impl Iterator<Item = OsString>) -> ExitCode {
+    ntari_node::runtime::init_logging("info");
+    let (check_only, plan_path) = match (args.next(), args.next()) {
+        (Some(flag), Some(path)) if flag == "--check" => (true, PathBuf::from(path)),
+        (Some(path), None) => (false, PathBuf::from(path)),
+        _ => {
+            eprintln!("usage: ntari-federation {BRIDGE_ARG} [--check] <run dir>/bridge.json (started by the node itself)");
+            return ExitCode::from(2);
+        }
+    };
+    let plan = match BridgePlan::load(&plan_path) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("ntari-federation bridge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        return match check(&plan) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ntari-federation: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ntari-federation bridge: cannot start its event loop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(plan)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the bridge stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What configure checks: the directories are usable. A bad agreement is
+/// not a bad config: it is refused at run time and shown in status.
+fn check(plan: &BridgePlan) -> Result<(), String> {
+    if !plan.agreements_dir.is_dir() {
+        return Err(format!(
+            "agreements_dir {} is not a directory: create it (mode 0755) and put the co-signed agreements there",
+            plan.agreements_dir.display()
+        ));
+    }
+    std::fs::read_dir(&plan.agreements_dir)
+        .map_err(|e| format!("agreements_dir {}: {e}", plan.agreements_dir.display()))?;
+    Ok(())
+}
+
+/// One agreement as the state file shows it.
+#[derive(Debug, Clone, Serialize)]
+struct AgreementReport {
+    id: String,
+    file: String,
+    partner: Option<String>,
+    /// `in_force`, or why not: `expired`, `revoked`, `tampered`, …
+    state: String,
+    message: Option<String>,
+    link: Option<LinkSnapshot>,
+}
+
+#[derive(Debug, Serialize)]
+struct StateFile<'a> {
+    version: u32,
+    pid: u32,
+    written_at_ms: u64,
+    coop: &'a str,
+    did: Option<&'a str>,
+    agreements: Vec<AgreementReport>,
+}
+
+struct Bridge {
+    plan: BridgePlan,
+    did: Result<String, String>,
+    shared: Arc<Shared>,
+    graph_tx: watch::Sender<Arc<LocalGraph>>,
+    /// The last check of every agreement file.
+    checked: Vec<Checked>,
+    /// Agreements in force, parsed, for verifying what the partner sends.
+    in_force: HashMap<String, (Agreement, LinkPlan)>,
+    /// Why an agreement that verified is still not used (not for this node).
+    unusable: HashMap<String, String>,
+    links: BTreeMap<String, Link>,
+    /// Revoked links delivering their revocation, and when they go.
+    lingering: Vec<(Link, Instant)>,
+    fingerprint: Vec<(PathBuf, u64, u128)>,
+    next_check: SystemTime,
+    peers_written: Option<String>,
+}
+
+async fn serve(plan: BridgePlan) -> Result<(), String> {
+    let did = NodeKey::load(&plan.node_key)
+        .map(|key| key.did().to_string())
+        .map_err(|e| {
+            format!(
+                "cannot read this node's key {}: {e}",
+                plan.node_key.display()
+            )
+        });
+    if let Err(e) = &did {
+        tracing::error!("{e}; every agreement is refused until it can be read");
+    }
+    let context =
+        Context::from_env().map_err(|e| format!("cannot join the local ROS 2 domain: {e}"))?;
+    let bridge_node = context
+        .create_node("/ntari", "ntari_federation_bridge")
+        .map_err(|e| e.to_string())?;
+    let discovery = Arc::new(Notify::new());
+    let watcher = context
+        .watch_publications(discovery.clone())
+        .map_err(|e| e.to_string())?;
+    let mut view = GraphView::new(&context).map_err(|e| e.to_string())?;
+    let audit_log = crate::audit::AuditLog::open(&plan.audit_log)
+        .map_err(|e| tracing::error!(path = %plan.audit_log.display(), error = %e, "cannot open the audit log; nothing is recorded until it can be"))
+        .ok();
+    let (revocations_tx, mut revocations_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        context: context.clone(),
+        bridge_node,
+        audit: Audit::new(audit_log),
+        interface: plan.interface.clone(),
+        max_sample_bytes: plan.max_sample_bytes,
+        revocations: revocations_tx,
+    });
+    shared.audit.record(
+        "bridge_started",
+        serde_json::json!({"coop": plan.coop, "did": did.as_ref().ok(), "pid": std::process::id()}),
+    );
+    let (graph_tx, _) = watch::channel(Arc::new(LocalGraph::default()));
+    let mut bridge = Bridge {
+        plan,
+        did,
+        shared,
+        graph_tx,
+        checked: Vec::new(),
+        in_force: HashMap::new(),
+        unusable: HashMap::new(),
+        links: BTreeMap::new(),
+        lingering: Vec::new(),
+        fingerprint: Vec::new(),
+        next_check: SystemTime::now(),
+        peers_written: None,
+    };
+    let mut writers = WriterTable::default();
+    let mut last_state = Instant::now() - STATE_EVERY;
+    let mut tick = tokio::time::interval(LOOP);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    loop {
+        let changed = writers.apply(watcher.take());
+        let snapshot = writers.snapshot(&mut view);
+        if changed || **bridge.graph_tx.borrow() != snapshot {
+            bridge.graph_tx.send_replace(Arc::new(snapshot));
+        }
+        bridge.check_agreements();
+        bridge.reconcile().await;
+        if last_state.elapsed() >= STATE_EVERY {
+            bridge.write_state();
+            last_state = Instant::now();
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = discovery.notified() => {}
+            _ = view.changed(LOOP) => {}
+            Some((id, bytes)) = revocations_rx.recv() => bridge.partner_revoked(&id, &bytes),
+            _ = terminate.recv() => break,
+        }
+    }
+    for (_, link) in std::mem::take(&mut bridge.links) {
+        link.stop().await;
+    }
+    bridge.write_peers(&[]);
+    Ok(())
+}
+
+/// Names, sizes and mtimes of the files a check reads.
+fn fingerprint(dirs: &[&Path]) -> Vec<(PathBuf, u64, u128)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(meta) = entry.metadata() {
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                out.push((entry.path(), meta.len(), mtime));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn kind_of(verdict: &Result<Agreement, agreement::AgreementError>) -> &'static str {
+    match verdict {
+        Ok(_) => "in_force",
+        Err(e) => e.kind(),
+    }
+}
+
+impl Bridge {
+    fn check_agreements(&mut self) {
+        let now = SystemTime::now();
+        let fingerprint = fingerprint(&[&self.plan.agreements_dir, &self.plan.revocations_dir]);
+        if fingerprint == self.fingerprint && now < self.next_check {
+            return;
+        }
+        let files_changed = fingerprint != self.fingerprint;
+        self.fingerprint = fingerprint;
+        let checked = agreement::check_dir(
+            &self.plan.agreements_dir,
+            std::slice::from_ref(&self.plan.revocations_dir),
+            now,
+        );
+        let mut next = now + RECHECK;
+        for c in &checked {
+            let before = self.checked.iter().find(|b| b.id == c.id);
+            let changed = before.map_or(true, |b| kind_of(&b.verdict) != kind_of(&c.verdict));
+            if changed || files_changed && before.is_none() {
+                self.audit_verdict(c);
+            }
+            match &c.verdict {
+                Ok(a) => next = next.min(a.not_after()),
+                Err(agreement::AgreementError::NotYetValid { until, .. }) => {
+                    if let Ok(t) = humantime::parse_rfc3339_weak(until) {
+                        next = next.min(t);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        self.next_check = next;
+        self.in_force.clear();
+        self.unusable.clear();
+        for c in &checked {
+            let Ok(agreement) = &c.verdict else { continue };
+            match self
+                .did
+                .clone()
+                .and_then(|did| plan::from_agreement(agreement, &self.plan.coop, &did))
+            {
+                Ok(link_plan) => {
+                    self.in_force
+                        .insert(c.id.clone(), (agreement.clone(), link_plan));
+                }
+                Err(e) => {
+                    self.unusable.insert(c.id.clone(), e);
+                }
+            }
+        }
+        self.checked = checked;
+    }
+
+    fn audit_verdict(&self, c: &Checked) {
+        let file = c.path.display().to_string();
+        match &c.verdict {
+            Ok(a) => {
+                self.shared.audit.record(
+                    "signatures_checked",
+                    serde_json::json!({"agreement": c.id, "file": file, "ok": true}),
+                );
+                self.shared.audit.record(
+                    "agreement_in_force",
+                    serde_json::json!({"agreement": c.id, "version": a.version, "file": file}),
+                );
+            }
+            Err(e) => {
+                let event = match e.kind() {
+                    "expired" => "agreement_expired",
+                    "revoked" => "revoked",
+                    _ => "agreement_refused",
+                };
+                self.shared.audit.record(
+                    event,
+                    serde_json::json!({"agreement": c.id, "file": file, "reason": e.kind(), "message": e.to_string()}),
+                );
+            }
+        }
+    }
+
+    /// Starts, keeps or stops links to match the agreements in force.
+    async fn reconcile(&mut self) {
+        let ids: Vec<String> = self.links.keys().cloned().collect();
+        for id in ids {
+            let keep = self
+                .in_force
+                .get(&id)
+                .is_some_and(|(_, plan)| self.links.get(&id).is_some_and(|l| l.plan == *plan));
+            if keep {
+                continue;
+            }
+            let Some(link) = self.links.remove(&id) else {
+                continue;
+            };
+            match self.revocation_text(&id) {
+                Some(yaml) if !self.in_force.contains_key(&id) => {
+                    link.revoke(yaml);
+                    self.lingering
+                        .push((link, Instant::now() + REVOCATION_LINGER));
+                }
+                _ => link.stop().await,
+            }
+        }
+        let now = Instant::now();
+        let (done, lingering): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lingering)
+            .into_iter()
+            .partition(|(_, until)| *until <= now);
+        self.lingering = lingering;
+        for (link, _) in done {
+            link.stop().await;
+        }
+        let mut used_domains: HashMap<u32, String> = self
+            .links
+            .values()
+            .chain(self.lingering.iter().map(|(l, _)| l))
+            .map(|l| (l.plan.domain, l.plan.agreement.clone()))
+            .collect();
+        let mut starts: Vec<LinkPlan> = self
+            .in_force
+            .values()
+            .filter(|(_, plan)| !self.links.contains_key(&plan.agreement))
+            .map(|(_, plan)| plan.clone())
+            .collect();
+        starts.sort_by(|a, b| a.agreement.cmp(&b.agreement));
+        let local_domain = self.shared.context.domain_id();
+        for plan in starts {
+            if plan.domain == local_domain {
+                self.unusable.insert(
+                    plan.agreement.clone(),
+                    format!(
+                        "federation_domain {} is this hub's own ROS domain (domain_id in ntari.toml / ROS_DOMAIN_ID): the local graph would leak onto the tunnel; redraft with another federation_domain",
+                        plan.domain
+                    ),
+                );
+                continue;
+            }
+            if let Some(other) = used_domains.get(&plan.domain) {
+                if *other != plan.agreement {
+                    self.unusable.insert(
+                        plan.agreement.clone(),
+                        format!(
+                            "federation_domain {} is already used by agreement {other} on this hub: give each partner its own domain (redraft and re-sign one of them)",
+                            plan.domain
+                        ),
+                    );
+                    continue;
+                }
+            }
+            used_domains.insert(plan.domain, plan.agreement.clone());
+            let id = plan.agreement.clone();
+            let link = Link::start(plan, self.shared.clone(), self.graph_tx.subscribe());
+            self.links.insert(id, link);
+        }
+        let peers: Vec<LinkPlan> = self
+            .links
+            .values()
+            .chain(self.lingering.iter().map(|(l, _)| l))
+            .map(|l| l.plan.clone())
+            .collect();
+        self.write_peers(&peers);
+    }
+
+    /// The revocation file for agreement `id`, if one exists.
+    fn revocation_text(&self, id: &str) -> Option<String> {
+        let name = format!("{id}.revoked.yaml");
+        [&self.plan.agreements_dir, &self.plan.revocations_dir]
+            .iter()
+            .find_map(|dir| std::fs::read_to_string(dir.join(&name)).ok())
+    }
+
+    /// A partner's bridge sent a revocation for `id`.
+    fn partner_revoked(&mut self, id: &str, bytes: &[u8]) {
+        let Some((agreement, _)) = self.in_force.get(id) else {
+            return;
+        };
+        match agreement::verify_revocation(bytes, agreement) {
+            Ok(revocation) => {
+                match agreement::save_revocation(&self.plan.revocations_dir, bytes, &revocation) {
+                    Ok(path) => {
+                        tracing::warn!(agreement = id, file = %path.display(), "the partner revoked the agreement")
+                    }
+                    Err(e) => {
+                        tracing::error!(agreement = id, error = %e, "cannot save the partner's revocation; honouring it until restart")
+                    }
+                }
+                self.shared.audit.record(
+                    "revocation_received",
+                    serde_json::json!({"agreement": id, "from": "partner"}),
+                );
+                // Re-check now: the saved file makes the agreement revoked.
+                self.next_check = SystemTime::now();
+                self.fingerprint.clear();
+            }
+            Err(e) => {
+                tracing::warn!(agreement = id, error = %e, "ignored a revocation from the partner that does not verify");
+                self.shared.audit.record(
+                    "revocation_refused",
+                    serde_json::json!({"agreement": id, "message": e.to_string()}),
+                );
+            }
+        }
+    }
+
+    fn write_peers(&mut self, plans: &[LinkPlan]) {
+        let mut peers: Vec<serde_json::Value> = plans
+            .iter()
+            .map(|p| {
+                let prefix = if p.partner_address.is_ipv4() { 32 } else { 128 };
+                serde_json::json!({
+                    "name": format!("federation:{}", p.agreement),
+                    "public_key": p.partner_wireguard_key,
+                    "endpoint": p.partner_endpoint,
+                    "allowed_ips": [format!("{}/{prefix}", p.partner_address)],
+                    "persistent_keepalive": PERSISTENT_KEEPALIVE,
+                    "not_after": humantime::format_rfc3339_seconds(p.not_after).to_string(),
+                })
+            })
+            .collect();
+        peers.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        let document =
+            serde_json::json!({"version": 1, "source": "ntari-federation", "peers": peers});
+        let text = format!("{document:#}\n");
+        if self.peers_written.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        match ntari_node::fsutil::write_atomic(&self.plan.wireguard_peers, text.as_bytes(), 0o644) {
+            Ok(()) => {
+                let before: Vec<String> = self
+                    .peers_written
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                    .and_then(|v| v["peers"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect();
+                let after: Vec<String> = peers
+                    .iter()
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect();
+                for name in after.iter().filter(|n| !before.contains(n)) {
+                    self.shared
+                        .audit
+                        .record("peer_added", serde_json::json!({"peer": name}));
+                }
+                for name in before.iter().filter(|n| !after.contains(n)) {
+                    self.shared
+                        .audit
+                        .record("peer_removed", serde_json::json!({"peer": name}));
+                }
+                self.peers_written = Some(text);
+            }
+            Err(e) => {
+                tracing::error!(path = %self.plan.wireguard_peers.display(), error = %e, "cannot write the WireGuard peers for ntari-vpn")
+            }
+        }
+    }
+
+    fn write_state(&self) {
+        let agreements = self
+            .checked
+            .iter()
+            .map(|c| {
+                let link = self.links.get(&c.id).or_else(|| {
+                    self.lingering
+                        .iter()
+                        .map(|(l, _)| l)
+                        .find(|l| l.plan.agreement == c.id)
+                });
+                let unusable = self.unusable.get(&c.id);
+                let (state, message) = match (&c.verdict, unusable) {
+                    (Ok(_), None) => ("in_force".to_string(), None),
+                    (Ok(_), Some(why)) => ("not_used".to_string(), Some(why.clone())),
+                    (Err(e), _) => (e.kind().to_string(), Some(e.to_string())),
+                };
+                AgreementReport {
+                    id: c.id.clone(),
+                    file: c.path.display().to_string(),
+                    partner: self
+                        .in_force
+                        .get(&c.id)
+                        .map(|(_, p)| p.partner_coop.clone()),
+                    state,
+                    message,
+                    link: link.map(Link::snapshot),
+                }
+            })
+            .collect();
+        let state = StateFile {
+            version: 1,
+            pid: std::process::id(),
+            written_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            coop: &self.plan.coop,
+            did: self.did.as_deref().ok(),
+            agreements,
+        };
+        match serde_json::to_vec_pretty(&state) {
+            Ok(bytes) => {
+                if let Err(e) =
+                    ntari_node::fsutil::write_atomic(&self.plan.state_file, &bytes, 0o644)
+                {
+                    tracing::warn!(path = %self.plan.state_file.display(), error = %e, "cannot write the bridge state");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialise the bridge state"),
+        }
+    }
+}
