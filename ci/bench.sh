@@ -40,3 +40,8 @@ echo "== real ROS 2 as the subscriber: rclpy (Jazzy wheels, rmw_fastrtps_cpp) be
 RMW_IMPLEMENTATION=rmw_fastrtps_cpp ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
   .venv-ros2/bin/python tests/ros2/bench_rclpy.py --ntp-binary target/release/ntari-ntp \
   --example-binary target/release/examples/ntari_example_node --starts 11 --kills 20
+
+echo
+echo "== ntari-federation (release): a bridged topic against direct DDS over the same ntari-vpn tunnel; a hub with 10 partners"
+cargo build --quiet --release -p ntari-federation -p ntari-vpn -p ntari-admin
+.venv/bin/python tests/interop/bench_federation.py --bin-dir target/release --seconds 10 --burst 5 --cpu-window 20 --partners 10
