@@ -160,9 +160,10 @@ class Federation:
     def _net(self, argv: Sequence) -> None:
         _run([IP, "netns", "exec", self.net_ns, *argv])
 
-    def add(self, name: str, services: Sequence[str] = ()) -> Coop:
+    def add(self, name: str, services: Sequence[str] = (), federation_extra: str = "") -> Coop:
         """A cooperative with ntari-vpn, ntari-federation and the given
-        service nodes (``ntp``, ``dns``: the repo's examples/*.toml)."""
+        service nodes (``ntp``, ``dns``: the repo's examples/*.toml);
+        ``federation_extra`` is appended to its federation.toml."""
         c = Coop(self, name, len(self.coops) + 1)
         self.coops[name] = c
         for d in ("vpn/state", "vpn/run", "federation/state", "federation/run", "agreements"):
@@ -188,14 +189,18 @@ class Federation:
             f'interface = "{c.iface}"\nbackend = "boringtun"\naddresses = ["{c.tunnel_address}/24"]\n'
             f'listen_port = 51820\npeer_files = ["{c.fed_run / "wireguard-peers.json"}"]\n')
         (c.dir / "federation.toml").write_text(
-            f'coop = "{name}"\nagreements_dir = "{c.agreements}"\ninterface = "{c.iface}"\nnode_key = "{c.key}"\n')
+            f'coop = "{name}"\nagreements_dir = "{c.agreements}"\ninterface = "{c.iface}"\nnode_key = "{c.key}"\n'
+            + federation_extra)
         c.start("vpn", [self.bin / "ntari-vpn", *c.node_args("vpn", c.dir / "vpn.toml", 19704)])
-        c.start("federation", [self.bin / "ntari-federation",
-                               *c.node_args("federation", c.dir / "federation.toml", 19707)])
+        self.start_federation(c)
         for service in services:
             c.start(service, [self.bin / f"ntari-{service}",
                               *c.node_args(service, REPO / "examples" / f"{service}.toml", 19700 + len(c.procs))])
         return c
+
+    def start_federation(self, c: Coop) -> subprocess.Popen:
+        return c.start("federation", [self.bin / "ntari-federation",
+                                      *c.node_args("federation", c.dir / "federation.toml", 19707)])
 
     def agreement(self, a: str, b: str, *, domain: int, exports_a: str = "", exports_b: str = "",
                   trust_a: str = "observer", trust_b: str = "observer", not_before: float = None,

@@ -8,24 +8,31 @@
 #     ntari-domain first (need), which renders /etc/ntari/cyclonedds.xml
 #     with the domain of ntari.toml; ntari-ntp (only `after`) stays stopped;
 #     dnsmasq answers; stop takes node and dnsmasq down, the domain stays.
-#  2. boot order: with all five in the default runlevel, `openrc default`
+#  2. boot order: with all six in the default runlevel, `openrc default`
 #     starts ntari-domain, ntari-ntp, ntari-dns, ntari-dhcp in that order
-#     (the NTARI OS boot sequence), and ntari-vpn after ntari-ntp; each
-#     `status` started.
-#  3. the nodes work: all four healthy and Active over DDS (the status'
+#     (the NTARI OS boot sequence), ntari-vpn after ntari-ntp and
+#     ntari-federation after ntari-vpn; each `status` started.
+#  3. the nodes work: all five healthy and Active over DDS (the status'
 #     daemon pid is the daemon under the supervised node, behind its
 #     guard), a DNS answer, a DHCP lease for a client on the veth pair, the
 #     WireGuard interface with its address, route, port and both peers
-#     (`wg show`), the hub's private key created (0600).
-#  4. independence: stopping ntari-dns leaves ntari-ntp, ntari-dhcp and
-#     ntari-vpn running (same node and daemon pids); dnsmasq is gone.
+#     (`wg show`), the hub's private key created (0600), the federation
+#     bridge running with no agreement (state dir 0700).
+#  4. independence: stopping ntari-dns leaves ntari-ntp, ntari-dhcp,
+#     ntari-vpn and ntari-federation running (same node and daemon pids);
+#     dnsmasq is gone. Stopping ntari-federation leaves ntari-vpn and the
+#     others running; stopping ntari-vpn stops ntari-federation too (need)
+#     and leaves the others; starting ntari-federation starts ntari-vpn.
 #  5. restart of each node service: a new node and daemon, the old daemon
-#     gone, the others untouched; `restart` of ntari-domain after a new
-#     domain_id re-renders the config and restarts every node, which then
-#     answer on the new domain.
-#  6. respawn: ntari-ntp's and ntari-vpn's nodes, killed with SIGKILL, are
-#     respawned by supervise-daemon (new pid, service still started); the
-#     old daemon died with its node; the new tunnel has the interface back.
+#     gone, the others untouched (but restarting ntari-vpn restarts
+#     ntari-federation, which needs it); `restart` of ntari-domain after a
+#     new domain_id re-renders the config and restarts every node, which
+#     then answer on the new domain.
+#  6. respawn: ntari-ntp's, ntari-vpn's and ntari-federation's nodes,
+#     killed with SIGKILL, are respawned by supervise-daemon (new pid,
+#     service still started, the others untouched); the old daemon (chronyd,
+#     the boringtun tunnel, the bridge) died with its node and a new one
+#     runs; the new tunnel has the interface back.
 #  7. a bad config: `rc-service ntari-dns start` fails, naming file, line
 #     and key; no node process, no respawn loop; reload with a bad config
 #     is refused and leaves the running node alone. `rc-service ntari-vpn
@@ -40,13 +47,21 @@ repo=$NTOC_REPO
 domain=$NTOC_DOMAIN
 python="$repo/.venv/bin/python"
 export CYCLONEDDS_URI="file://$repo/tests/cyclonedds-loopback.xml"
-declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=boringtun)
+declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=boringtun [federation]=bridge)
+# The process name (/proc/<pid>/comm, what pgrep -x matches) of a binary:
+# the kernel keeps its first 15 characters, so ntari-federation shows as
+# ntari-federatio.
+comm_of() { printf '%.15s' "$1"; }
 # How a daemon shows in /proc: its process name, and for ntari-vpn, whose
 # boringtun tunnel is the node binary run again (`ntari-vpn __boringtun
-# <interface>`), also its first argument.
-declare -A DAEMON_COMM=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=ntari-vpn)
-declare -A DAEMON_ARG=([vpn]=__boringtun)
-SERVICES=(ntp dns dhcp vpn)
+# <interface>`), and ntari-federation, whose bridge is too
+# (`ntari-federation __bridge <run dir>/bridge.json`), also its first
+# argument.
+declare -A DAEMON_COMM=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=ntari-vpn
+  [federation]=$(comm_of ntari-federation))
+declare -A DAEMON_ARG=([vpn]=__boringtun [federation]=__bridge)
+SERVICES=(ntp dns dhcp vpn federation)
+ALL=(ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation)
 vpn_if=$NTOC_VPN_IF
 
 step() { echo; echo "== $*"; }
@@ -98,11 +113,12 @@ alive() {
 }
 
 # The node supervise-daemon runs for ntari-<svc> (its child_pid), if alive
-# and really that binary.
+# and really that binary (and not a guard or daemon of it: no __ argument).
 node_pid() {
   local pid
   pid=$(cat "/run/openrc/options/ntari-$1/child_pid" 2>/dev/null) || return 0
-  alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "ntari-$1" ] && echo "$pid"
+  alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(comm_of "ntari-$1")" ] &&
+    [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 2p)" = --autostart ] && echo "$pid"
   return 0
 }
 # Whether a pid is the daemon of ntari-<svc>.
@@ -126,10 +142,11 @@ daemon_pid() {
   done
   return 0
 }
-# Every live process of that name in this PID namespace.
+# Every live process of that name (binary: cut to 15 characters, as in
+# /proc/<pid>/comm) in this PID namespace.
 live_named() {
   local pid out=
-  for pid in $(pgrep -x "$1"); do alive "$pid" && out="$out $pid"; done
+  for pid in $(pgrep -x "$(comm_of "$1")"); do alive "$pid" && out="$out $pid"; done
   echo "${out# }"
 }
 # Every live daemon of ntari-<svc> in this PID namespace, whoever its parent.
@@ -229,13 +246,14 @@ echo "   vpn: $vpn_if ($NTOC_VPN_NET.1/24, UDP port $NTOC_VPN_PORT, riverside-co
 
 # ---------------------------------------------------------------------------
 step "1. dependencies: starting ntari-dns starts ntari-domain first"
-for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do expect_status "$s" stopped; done
+for s in "${ALL[@]}"; do expect_status "$s" stopped; done
 rcs ntari-dns start || fail "rc-service ntari-dns start failed"
 expect_status ntari-domain started
 expect_status ntari-dns started
 expect_status ntari-ntp stopped
 expect_status ntari-dhcp stopped
 expect_status ntari-vpn stopped
+expect_status ntari-federation stopped
 grep -q "<Domain Id=\"$domain\">" /etc/ntari/cyclonedds.xml ||
   fail "/etc/ntari/cyclonedds.xml does not name domain $domain: $(cat /etc/ntari/cyclonedds.xml 2>&1)"
 grep -q '<Peer address="127.0.0.1"/>' /etc/ntari/cyclonedds.xml || fail "cyclonedds.xml: DDS not kept on loopback"
@@ -259,8 +277,8 @@ rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
 expect_status ntari-domain stopped
 
 # ---------------------------------------------------------------------------
-step "2. boot order: all five in the default runlevel, then \`openrc default\`"
-for s in ntari-vpn ntari-dhcp ntari-dns ntari-ntp ntari-domain; do
+step "2. boot order: all six in the default runlevel, then \`openrc default\`"
+for s in ntari-federation ntari-vpn ntari-dhcp ntari-dns ntari-ntp ntari-domain; do
   rc-update add "$s" default >/dev/null || fail "rc-update add $s default"
 done
 echo "   \$ openrc default"
@@ -268,22 +286,24 @@ OUT=$(timeout 120 openrc default 2>&1)
 rc=$?
 printf '%s\n' "$OUT" | sed 's/^/   | /'
 [ "$rc" = 0 ] || fail "openrc default exited $rc"
-order=$(printf '%s\n' "$OUT" | grep -o -E 'Rendering the DDS domain|Starting ntari-(ntp|dns|dhcp|vpn)' | tr '\n' ',')
-# ntari-vpn is only `after ntari-ntp`: anywhere after it, the others in
-# their fixed order.
+order=$(printf '%s\n' "$OUT" | grep -o -E 'Rendering the DDS domain|Starting ntari-(ntp|dns|dhcp|vpn|federation)' | tr '\n' ',')
+# ntari-vpn is only `after ntari-ntp`: anywhere after it, and
+# ntari-federation anywhere after ntari-vpn; the others in their fixed
+# order.
 case "$order" in
-  *"Starting ntari-ntp,"*"Starting ntari-vpn,"*) ;;
-  *) fail "start order was: $order (ntari-vpn not once, after ntari-ntp)" ;;
+  *"Starting ntari-ntp,"*"Starting ntari-vpn,"*"Starting ntari-federation,"*) ;;
+  *) fail "start order was: $order (ntari-vpn not once, after ntari-ntp, or ntari-federation not once, after ntari-vpn)" ;;
 esac
-[ "${order/Starting ntari-vpn,/}" = "Rendering the DDS domain,Starting ntari-ntp,Starting ntari-dns,Starting ntari-dhcp," ] ||
+rest=${order/Starting ntari-vpn,/}
+[ "${rest/Starting ntari-federation,/}" = "Rendering the DDS domain,Starting ntari-ntp,Starting ntari-dns,Starting ntari-dhcp," ] ||
   fail "start order was: $order"
 ok "order: ${order%,}"
-for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do expect_status "$s" started; done
+for s in "${ALL[@]}"; do expect_status "$s" started; done
 
 # ---------------------------------------------------------------------------
 step "3. the nodes work under OpenRC"
-wait_running ntp dns dhcp vpn
-health "$domain" ntp dns dhcp vpn
+wait_running "${SERVICES[@]}"
+health "$domain" "${SERVICES[@]}"
 wait_for 15 "dnsmasq to answer" dig_hub
 ok "DNS answers hub.coop.lan"
 echo "   \$ nsenter --net=<client namespace> udhcpc -i $NTOC_CLIENT_IF -n -q"
@@ -307,40 +327,93 @@ grep -q "^$vpn_if boringtun\$" /run/ntari/vpn/interface ||
   fail "the hub's private key: $(stat -c '%n %a' /var/lib/ntari/vpn/private.key 2>&1)"
 ok "boringtun carries it; the hub's key /var/lib/ntari/vpn/private.key (0600) was created"
 for svc in "${SERVICES[@]}"; do
-  [ "$(stat -c %a "/run/ntari/$svc")" = 755 ] && [ "$(stat -c %a "/var/lib/ntari/$svc")" = 755 ] ||
+  # ntari-federation's state dir (its audit log) is root's only.
+  state_mode=755
+  [ "$svc" = federation ] && state_mode=700
+  [ "$(stat -c %a "/run/ntari/$svc")" = 755 ] && [ "$(stat -c %a "/var/lib/ntari/$svc")" = "$state_mode" ] ||
     fail "run/state dir modes of $svc: $(stat -c '%n %a' "/run/ntari/$svc" "/var/lib/ntari/$svc")"
   [ -s "/var/log/ntari/$svc.log" ] || fail "/var/log/ntari/$svc.log is empty"
 done
-ok "/run/ntari/<svc>, /var/lib/ntari/<svc> (0755) and /var/log/ntari/<svc>.log exist"
+ok "/run/ntari/<svc> (0755), /var/lib/ntari/<svc> (0755; federation 0700) and /var/log/ntari/<svc>.log exist"
+[ -z "$(ls -A /etc/ntari/federation)" ] || fail "/etc/ntari/federation is not empty: $(ls -A /etc/ntari/federation)"
+[ -s /run/ntari/federation/bridge.json ] || fail "no bridge plan /run/ntari/federation/bridge.json"
+ok "the federation bridge $(daemon_pid federation "$(node_pid federation)") runs with no agreement (/etc/ntari/federation empty), on $vpn_if"
 
 # ---------------------------------------------------------------------------
 step "4. stopping ntari-dns leaves the other nodes running"
-record ntp dns dhcp vpn
+record "${SERVICES[@]}"
 rcs ntari-dns stop || fail "rc-service ntari-dns stop failed"
 expect_status ntari-dns stopped
 wait_for 5 "the ntari-dns node to be gone" gone "${NODE[dns]}"
 wait_for 5 "dnsmasq to be gone" no_daemon dns
 finalized dns
 ok "ntari-dns node ${NODE[dns]} (orderly shutdown) and dnsmasq ${DMN[dns]} are gone"
-unchanged ntp dhcp vpn
+unchanged ntp dhcp vpn federation
 rcs ntari-dns start || fail "rc-service ntari-dns start failed"
 wait_running dns
-unchanged ntp dhcp vpn
+unchanged ntp dhcp vpn federation
+
+record "${SERVICES[@]}"
+rcs ntari-federation stop || fail "rc-service ntari-federation stop failed"
+expect_status ntari-federation stopped
+wait_for 15 "the ntari-federation node to be gone" gone "${NODE[federation]}"
+wait_for 5 "the bridge to be gone" no_daemon federation
+finalized federation
+ok "ntari-federation node ${NODE[federation]} (orderly shutdown) and bridge ${DMN[federation]} are gone"
+unchanged ntp dns dhcp vpn
+rcs ntari-federation start || fail "rc-service ntari-federation start failed"
+expect_status ntari-federation started
+wait_running federation
+unchanged ntp dns dhcp vpn
+
+# ntari-federation needs ntari-vpn: stopping the VPN stops it first.
+record "${SERVICES[@]}"
+rcs ntari-vpn stop || fail "rc-service ntari-vpn stop failed"
+expect_status ntari-vpn stopped
+expect_status ntari-federation stopped
+for svc in vpn federation; do
+  wait_for 15 "the ntari-$svc node to be gone" gone "${NODE[$svc]}"
+  wait_for 5 "${DAEMON[$svc]} to be gone" no_daemon "$svc"
+  finalized "$svc"
+done
+ok "stopping ntari-vpn stopped ntari-federation too (need): nodes ${NODE[vpn]}, ${NODE[federation]}, boringtun ${DMN[vpn]} and bridge ${DMN[federation]} are gone"
+unchanged ntp dns dhcp
+expect_status ntari-domain started
+# And starting ntari-federation starts ntari-vpn first.
+rcs ntari-federation start || fail "rc-service ntari-federation start failed"
+[ "$(printf '%s\n' "$OUT" | grep -n -m1 'Starting ntari-vpn' | cut -d: -f1)" -lt \
+  "$(printf '%s\n' "$OUT" | grep -n -m1 'Starting ntari-federation' | cut -d: -f1)" ] 2>/dev/null ||
+  fail "rc-service ntari-federation start did not start ntari-vpn first"
+expect_status ntari-vpn started
+expect_status ntari-federation started
+wait_running vpn federation
+wait_for 15 "$vpn_if to be back" vpn_if_ready
+ok "starting ntari-federation started ntari-vpn first (need)"
+unchanged ntp dns dhcp
 
 # ---------------------------------------------------------------------------
 step "5. restart: each node service alone, then the domain"
 for svc in "${SERVICES[@]}"; do
   others=()
   for o in "${SERVICES[@]}"; do [ "$o" = "$svc" ] || others+=("$o"); done
+  # ntari-federation needs ntari-vpn: a restart of the VPN restarts it.
+  restarted=("$svc")
+  if [ "$svc" = vpn ]; then
+    restarted+=(federation)
+    others=("${others[@]/federation/}")
+    read -ra others <<<"${others[*]}"
+  fi
   record "${SERVICES[@]}"
   rcs "ntari-$svc" restart || fail "rc-service ntari-$svc restart failed"
-  expect_status "ntari-$svc" started
-  wait_running "$svc"
-  new=$(node_pid "$svc")
-  [ "$new" != "${NODE[$svc]}" ] || fail "ntari-$svc restart kept node ${NODE[$svc]}"
-  gone "${NODE[$svc]}" || fail "the old ntari-$svc node ${NODE[$svc]} still runs"
-  gone "${DMN[$svc]}" || fail "the old ${DAEMON[$svc]} ${DMN[$svc]} still runs"
-  ok "ntari-$svc: node ${NODE[$svc]} -> $new, old ${DAEMON[$svc]} ${DMN[$svc]} gone"
+  for r in "${restarted[@]}"; do
+    expect_status "ntari-$r" started
+    wait_running "$r"
+    new=$(node_pid "$r")
+    [ "$new" != "${NODE[$r]}" ] || fail "ntari-$svc restart kept the ntari-$r node ${NODE[$r]}"
+    gone "${NODE[$r]}" || fail "the old ntari-$r node ${NODE[$r]} still runs"
+    gone "${DMN[$r]}" || fail "the old ${DAEMON[$r]} ${DMN[$r]} still runs"
+    ok "ntari-$r: node ${NODE[$r]} -> $new, old ${DAEMON[$r]} ${DMN[$r]} gone"
+  done
   unchanged "${others[@]}"
 done
 wait_for 15 "dnsmasq to answer after its restart" dig_hub
@@ -358,13 +431,13 @@ for svc in "${SERVICES[@]}"; do
   [ "$(node_pid "$svc")" != "${NODE[$svc]}" ] || fail "ntari-$svc was not restarted with the domain"
   gone "${DMN[$svc]}" || fail "the old ${DAEMON[$svc]} ${DMN[$svc]} still runs"
 done
-ok "ntari-domain restart re-rendered the config and restarted the four nodes"
+ok "ntari-domain restart re-rendered the config and restarted the five nodes"
 domain=$new_domain
 
 # ---------------------------------------------------------------------------
 step "6. supervise-daemon respawns a node killed with SIGKILL"
 respawned() { local p; p=$(node_pid "$1"); [ -n "$p" ] && [ "$p" != "${NODE[$1]}" ]; }
-for svc in ntp vpn; do
+for svc in ntp vpn federation; do
   others=()
   for o in "${SERVICES[@]}"; do [ "$o" = "$svc" ] || others+=("$o"); done
   record "${SERVICES[@]}"
@@ -429,13 +502,13 @@ unchanged vpn
 step "8. stopping ntari-domain stops every node that needs it"
 record "${SERVICES[@]}"
 rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
-for s in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do expect_status "$s" stopped; done
+for s in "${ALL[@]}"; do expect_status "$s" stopped; done
 for svc in "${SERVICES[@]}"; do
   wait_for 5 "ntari-$svc to be gone" no_node "$svc"
   wait_for 5 "${DAEMON[$svc]} to be gone" no_daemon "$svc"
 done
 wait_for 5 "every guard to be gone" no_guard
-ok "no ntari-* node, guard, chronyd, dnsmasq, kea-dhcp4 or boringtun left"
+ok "no ntari-* node, guard, chronyd, dnsmasq, kea-dhcp4, boringtun or bridge left"
 wait_for 5 "$vpn_if to be gone" vpn_if_gone
 ok "the WireGuard interface $vpn_if is gone"
 for svc in "${SERVICES[@]}"; do

@@ -32,7 +32,7 @@ tar -C "$cache/root" -cf - . | tar -C "$r" -xf - --keep-directory-symlink
 # (the host's LSB scripts are hidden by the overlay, not removed).
 rm -rf "$r/etc/init.d" "$r/etc/runlevels"
 mkdir -p "$r/etc/init.d" "$r/etc/conf.d" "$r/etc/runlevels"/{sysinit,boot,default,nonetwork,shutdown}
-for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn; do
+for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation; do
   install -m 0755 "$repo/openrc/$svc.initd" "$r/etc/init.d/$svc"
   install -m 0644 "$repo/openrc/$svc.confd" "$r/etc/conf.d/$svc"
 done
@@ -41,7 +41,7 @@ mkdir -p "$r/run/openrc"/{daemons,exclusive,failed,hotplugged,inactive,init.d,op
 echo default >"$r/run/openrc/softlevel"
 
 # The binaries under test at their installed paths.
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-admin; do
   : >"$r/usr/bin/$bin"
   mount --bind "$cache/bin/$bin" "$r/usr/bin/$bin"
 done
@@ -98,8 +98,22 @@ if grep -v '^#' "$r/etc/ntari/services/vpn.toml" | grep '^endpoint' |
   echo "enter.sh: the test's vpn.toml still names a non-loopback endpoint or the example's networks" >&2
   exit 1
 fi
-# Metrics on free ports too (the defaults 9701-9703 may be in use here).
-for svc in ntp dns dhcp vpn; do
+# ntari-federation: hub A's example on the run's WireGuard interface, with
+# an empty agreements dir (no agreement: the bridge joins no federation
+# domain). node_key stays the default, /etc/ntari/keys/node.ed25519: the
+# node key of this test's ntari.toml (no key_path there).
+mkdir -m 0755 "$r/etc/ntari/federation"
+sed -e "s/^interface = .*/interface = \"$NTOC_VPN_IF\"/" \
+  -e 's|^# agreements_dir = .*|agreements_dir = "/etc/ntari/federation"|' \
+  "$repo/examples/federation/hub-a/federation.toml" >"$r/etc/ntari/services/federation.toml"
+grep -q "^interface = \"$NTOC_VPN_IF\"\$" "$r/etc/ntari/services/federation.toml"
+grep -q '^agreements_dir = "/etc/ntari/federation"$' "$r/etc/ntari/services/federation.toml"
+if grep -q '^node_key' "$r/etc/ntari/services/federation.toml"; then
+  echo "enter.sh: the test's federation.toml names a node_key other than the node's" >&2
+  exit 1
+fi
+# Metrics on free ports too (the defaults 9701-9707 may be in use here).
+for svc in ntp dns dhcp vpn federation; do
   metrics=$((metrics + 1))
   printf '\n# openrc test\nNTARI_ARGS="--metrics-port %s"\n' "$metrics" >>"$r/etc/conf.d/ntari-$svc"
 done

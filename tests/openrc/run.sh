@@ -5,7 +5,7 @@
 # `apt-get download` (cached in target/openrc-test/debs) and unpacked, never
 # installed. The test runs in a private mount and PID namespace, chrooted
 # into an overlay of the root filesystem (changes go to a tmpfs) with a
-# fresh /run, where OpenRC, the five services and their configs are
+# fresh /run, where OpenRC, the six services and their configs are
 # installed and the repo's binaries are bound to /usr/bin/ntari-*. Then
 # checks.sh drives everything through rc-service (see there for what is
 # proved). When the namespace's first process exits, the kernel kills every
@@ -31,6 +31,12 @@
 # process (which dies with the PID namespace at the latest); exit removes
 # it anyway.
 #
+# ntari-federation runs on that interface: enter.sh rewrites
+# examples/federation/hub-a/federation.toml with the run's interface name
+# and an empty agreements dir (/etc/ntari/federation), so the bridge runs
+# with no agreement and joins no federation domain: it bridges nothing and
+# sends nothing off loopback.
+#
 #   bash tests/openrc/run.sh      # exit 0: every check passed
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,12 +51,12 @@ cache="$repo/target/openrc-test"
 packages=(openrc librc1 libeinfo1 insserv)
 
 echo "== building the service binaries and ntari-admin"
-cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-admin
+cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-federation -p ntari-admin
 # A snapshot of the binaries (hard links): a rebuild during the test
 # replaces target/debug/* but not these.
 rm -rf "$cache/bin"
 mkdir -p "$cache/bin"
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-admin; do
   ln "target/debug/$bin" "$cache/bin/$bin" 2>/dev/null || cp "target/debug/$bin" "$cache/bin/$bin"
 done
 
@@ -113,6 +119,6 @@ ip netns exec "$NTOC_NETNS" ip link set "$NTOC_CLIENT_IF" up
 echo "== entering a private mount + PID namespace"
 # --kill-child: if unshare itself is killed (timeout, Ctrl-C), the
 # namespace's first process gets SIGKILL, and with it everything inside.
-timeout --signal=TERM --kill-after=10 240 \
+timeout --signal=TERM --kill-after=10 300 \
   unshare --mount --pid --fork --mount-proc --propagation private --kill-child \
   bash "$repo/tests/openrc/enter.sh"

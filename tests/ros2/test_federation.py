@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -217,6 +218,35 @@ def test_expiry_tamper_missing_signature_and_wrong_key(federation):
     gone_after = time.time() - ends
     assert not any(n.startswith("/remote/") for n in obs.nodes())
     assert gone_after < 3.0, gone_after
+
+
+def test_a_partner_gone_for_good_leaves_the_graph_and_comes_back(federation):
+    fed = federation
+    a = fed.add("coop_a", services=("ntp",))
+    b = fed.add("coop_b", federation_extra="partner_timeout = 3\n")
+    fed.agreement("coop_a", "coop_b", domain=48, exports_a=HEALTH_EXPORTS)
+    obs = fed.new_observer("coop_b")
+    proxy = "/remote/coop_a/ntari/ntari_ntp_node"
+    wait_for(lambda: proxy in obs.nodes(), 40, "coop_a's proxy node on coop_b")
+
+    def partner_seen():
+        return (b.link("coop-a-coop-b").get("link") or {}).get("partner_seen")
+
+    wait_for(lambda: partner_seen() is True, 10, "coop_b seeing coop_a's bridge")
+    # coop_a's federation node (and with it, its guard and bridge) killed:
+    # no goodbye, so coop_b only sees the partner go when its lease ends.
+    os.killpg(a.procs["federation"].pid, signal.SIGKILL)
+    a.procs["federation"].wait(5)
+    killed = time.monotonic()
+    wait_for(lambda: partner_seen() is False, 20, "coop_b noticing the partner is gone (its lease, 10 s)")
+    lost = time.monotonic()
+    assert proxy in obs.nodes(), "the proxies went before partner_timeout"
+    wait_for(lambda: proxy not in obs.nodes(), 10, "the proxy node leaving coop_b's graph")
+    # partner_timeout = 3 s after the loss (which the state file shows up
+    # to a second late), never before.
+    assert time.monotonic() - lost >= 1.5 and time.monotonic() - killed >= 3
+    fed.start_federation(a)
+    wait_for(lambda: proxy in obs.nodes(), 40, "the proxy node back with the partner")
 
 
 def test_three_cooperatives_nothing_of_a_reaches_c(federation):

@@ -37,6 +37,18 @@ pub struct FederationConfig {
     /// Samples bigger than this are dropped and counted, both ways.
     #[serde(default = "default_max_sample_bytes")]
     pub max_sample_bytes: usize,
+    /// Seconds a partner's bridge may be unseen (tunnel down, hub off)
+    /// before its proxy nodes leave this graph, so that nothing keeps
+    /// showing its last health as current. They come back with it.
+    #[serde(default = "default_partner_timeout")]
+    pub partner_timeout: u64,
+}
+
+/// Six of the federation domain's 10 s leases.
+pub const DEFAULT_PARTNER_TIMEOUT: u64 = 60;
+
+fn default_partner_timeout() -> u64 {
+    DEFAULT_PARTNER_TIMEOUT
 }
 
 fn default_agreements_dir() -> PathBuf {
@@ -88,6 +100,12 @@ impl FederationConfig {
                 "must be between 1024 and 67108864",
             ));
         }
+        if !(1..=86_400).contains(&self.partner_timeout) {
+            return Err(ConfigIssue::new(
+                "partner_timeout",
+                "must be between 1 and 86400 seconds (default 60)",
+            ));
+        }
         if self.agreements_dir.as_os_str().is_empty() {
             return Err(ConfigIssue::new("agreements_dir", "must not be empty"));
         }
@@ -115,6 +133,7 @@ mod tests {
         assert_eq!(c.agreements_dir, PathBuf::from("/etc/ntari/federation"));
         assert_eq!(c.node_key, PathBuf::from("/etc/ntari/keys/node.ed25519"));
         assert_eq!(c.max_sample_bytes, DEFAULT_MAX_SAMPLE_BYTES);
+        assert_eq!(c.partner_timeout, DEFAULT_PARTNER_TIMEOUT);
         assert!(c.validate().is_ok());
     }
 
@@ -132,6 +151,7 @@ mod tests {
                 "interface",
             ),
             (Box::new(|c| c.max_sample_bytes = 10), "max_sample_bytes"),
+            (Box::new(|c| c.partner_timeout = 0), "partner_timeout"),
         ] {
             let mut c = config();
             edit(&mut c);

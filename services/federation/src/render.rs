@@ -29,6 +29,8 @@ pub struct BridgePlan {
     pub interface: String,
     pub node_key: PathBuf,
     pub max_sample_bytes: usize,
+    /// Seconds before an unseen partner's proxies go.
+    pub partner_timeout: u64,
     pub wireguard_peers: PathBuf,
     pub state_file: PathBuf,
 }
@@ -44,6 +46,7 @@ impl BridgePlan {
             interface: config.interface.clone(),
             node_key: config.node_key.clone(),
             max_sample_bytes: config.max_sample_bytes,
+            partner_timeout: config.partner_timeout,
             wireguard_peers: paths.run_dir.join(WIREGUARD_PEERS_FILE),
             state_file: paths.run_dir.join(STATE_FILE),
         }

@@ -151,6 +151,10 @@ pub struct Shared {
     pub audit: Audit,
     pub interface: String,
     pub max_sample_bytes: usize,
+    /// A partner unseen this long is gone, not cut off for a while: its
+    /// proxies go, so nothing on the local graph keeps showing its last
+    /// health as if it were current. They come back with the partner.
+    pub partner_timeout: Duration,
     /// A partner sent a revocation that verified: the YAML bytes, for the
     /// main loop to check and save.
     pub revocations: mpsc::UnboundedSender<(String, Vec<u8>)>,
@@ -339,6 +343,8 @@ struct LinkState {
     services: Vec<Forwarder>,
     service_nodes: HashSet<String>,
     published_manifest: Option<Manifest>,
+    /// Since when the partner's bridge is not seen, while we hold imports.
+    partner_lost: Option<Instant>,
 }
 
 /// The link's own endpoints on the federation domain. Field order: the
@@ -373,6 +379,7 @@ async fn run(
         services: Vec::new(),
         service_nodes: HashSet::new(),
         published_manifest: None,
+        partner_lost: None,
     };
     let mut tick = tokio::time::interval(RETRY);
     loop {
@@ -387,6 +394,7 @@ async fn run(
             state.reconcile_exports(&local);
             state.read_manifest();
             state.read_control();
+            state.forget_partner_if_gone();
         }
         state.update_snapshot(&snapshot);
         let (manifest_notify, control_notify) = match &state.fed {
@@ -805,6 +813,34 @@ impl LinkState {
         self.proxies.retain(|fqn, _| used.contains(fqn));
     }
 
+    fn partner_seen(&self) -> bool {
+        self.fed
+            .as_ref()
+            .is_some_and(|f| !f.manifest_in.matched_writer_handles().is_empty())
+    }
+
+    /// Drops the imports of a partner unseen for [`Shared::partner_timeout`].
+    fn forget_partner_if_gone(&mut self) {
+        if self.partner_seen() || self.routes_in.is_empty() {
+            self.partner_lost = None;
+            return;
+        }
+        let since = *self.partner_lost.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.shared.partner_timeout {
+            return;
+        }
+        tracing::warn!(agreement = %self.plan.agreement, partner = %self.plan.partner_coop,
+            "the partner's bridge has not been seen for {} s: its proxies go until it is back",
+            self.shared.partner_timeout.as_secs());
+        let ins: Vec<RouteIn> = self.routes_in.drain().map(|(_, r)| r).collect();
+        for route in ins {
+            self.record_route_in("route_down", &route.manifest);
+        }
+        let services: &HashSet<String> = &self.service_nodes;
+        self.proxies.retain(|fqn, _| services.contains(fqn));
+        self.partner_lost = None;
+    }
+
     fn record_route_in(&self, event: &str, route: &ManifestRoute) {
         self.shared.audit.record(
             event,
@@ -963,10 +999,7 @@ impl LinkState {
     }
 
     fn update_snapshot(&self, snapshot: &Mutex<LinkSnapshot>) {
-        let partner_seen = self
-            .fed
-            .as_ref()
-            .is_some_and(|f| !f.manifest_in.matched_writer_handles().is_empty());
+        let partner_seen = self.partner_seen();
         let mut proxy_nodes: Vec<String> = self.proxies.keys().cloned().collect();
         proxy_nodes.sort();
         let mut s = lock(snapshot);

@@ -2,7 +2,8 @@
 //! and supervised by the node like any daemon (its own process group and
 //! guard, restarted with backoff, gone with the node).
 //!
-//! Its one loop, four times a second or when discovery has news:
+//! Its one loop, once a second or at once when discovery has news or a
+//! validity window opens or closes:
 //! 1. takes what discovery learnt of the local graph (every writer, and
 //!    which node owns it) and hands a snapshot to every link;
 //! 2. re-checks the agreements when a file in the agreements or
@@ -45,7 +46,10 @@ use plan::LinkPlan;
 /// The hidden first argument that makes the binary the bridge.
 pub const BRIDGE_ARG: &str = "__bridge";
 
-const LOOP: Duration = Duration::from_millis(250);
+/// How often the loop runs with no news: it polls the agreement files
+/// and writes the state file. Discovery, partners' revocations, a
+/// validity window's edge and a revocation's delivery wake it at once.
+const LOOP: Duration = Duration::from_secs(1);
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Even with no file change, agreements are re-checked this often.
 const RECHECK: Duration = Duration::from_secs(60);
@@ -187,6 +191,7 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         audit: Audit::new(audit_log),
         interface: plan.interface.clone(),
         max_sample_bytes: plan.max_sample_bytes,
+        partner_timeout: Duration::from_secs(plan.partner_timeout),
         revocations: revocations_tx,
     });
     shared.audit.record(
@@ -227,6 +232,7 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         }
         tokio::select! {
             _ = tick.tick() => {}
+            _ = tokio::time::sleep(bridge.until_next_deadline()) => {}
             _ = discovery.notified() => {}
             _ = view.changed(LOOP) => {}
             Some((id, bytes)) = revocations_rx.recv() => bridge.partner_revoked(&id, &bytes),
@@ -270,6 +276,23 @@ fn kind_of(verdict: &Result<Agreement, agreement::AgreementError>) -> &'static s
 }
 
 impl Bridge {
+    /// Time until a validity window's edge or a revocation's delivery is
+    /// over, so expiry takes effect on time rather than at the next tick.
+    fn until_next_deadline(&self) -> Duration {
+        let window = self
+            .next_check
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let linger = self
+            .lingering
+            .iter()
+            .map(|(_, until)| until.saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(LOOP);
+        // A moment past the edge, so the check sees the new side of it.
+        window.min(linger).min(LOOP) + Duration::from_millis(5)
+    }
+
     fn check_agreements(&mut self) {
         let now = SystemTime::now();
         let fingerprint = fingerprint(&[&self.plan.agreements_dir, &self.plan.revocations_dir]);
