@@ -78,7 +78,7 @@ def direct_config(domain: int, interface: str, partner: str) -> str:
             f'<NetworkInterface name="{interface}" multicast="false"/></Interfaces><AllowMulticast>false'
             f'</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>'
             f'<MaxAutoParticipantIndex>4</MaxAutoParticipantIndex><Peers><Peer address="{partner}"/></Peers>'
-            f'<SPDPInterval>2s</SPDPInterval><LeaseDuration>10s</LeaseDuration></Discovery></Domain></CycloneDDS>')
+            f'<SPDPInterval>2s</SPDPInterval><LeaseDuration>20s</LeaseDuration></Discovery></Domain></CycloneDDS>')
 
 
 # -- the agent: publisher or subscriber inside a namespace ---------------------

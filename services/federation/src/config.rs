@@ -44,7 +44,7 @@ pub struct FederationConfig {
     pub partner_timeout: u64,
 }
 
-/// Six of the federation domain's 10 s leases.
+/// Three of the federation domain's 20 s leases.
 pub const DEFAULT_PARTNER_TIMEOUT: u64 = 60;
 
 fn default_partner_timeout() -> u64 {

@@ -34,6 +34,7 @@ use ntari_node::graph::{Context, GraphView};
 use ntari_node::signing::NodeKey;
 use ntari_schemas::federation::Agreement;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::agreement::{self, Checked};
@@ -115,6 +116,18 @@ fn check(plan: &BridgePlan) -> Result<(), String> {
     }
     std::fs::read_dir(&plan.agreements_dir)
         .map_err(|e| format!("agreements_dir {}: {e}", plan.agreements_dir.display()))?;
+    // A missing key is fine here: the node creates its key on first start
+    // (and the bridge refuses every agreement until it can read one). A key
+    // that is there but unusable is a config error now.
+    if !plan.node_key.exists() {
+        return Ok(());
+    }
+    NodeKey::load(&plan.node_key).map_err(|e| {
+        format!(
+            "node_key {}: {e}; give this node's own key (the one `ntari-admin key show` reads), whose did:key the agreements name",
+            plan.node_key.display()
+        )
+    })?;
     Ok(())
 }
 
@@ -155,6 +168,8 @@ struct Bridge {
     /// Revoked links delivering their revocation, and when they go.
     lingering: Vec<(Link, Instant)>,
     fingerprint: Vec<(PathBuf, u64, u128)>,
+    /// sha256 of each agreement file as last recorded in the audit log.
+    seen: HashMap<String, String>,
     next_check: SystemTime,
     peers_written: Option<String>,
 }
@@ -210,6 +225,7 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         links: BTreeMap::new(),
         lingering: Vec::new(),
         fingerprint: Vec::new(),
+        seen: HashMap::new(),
         next_check: SystemTime::now(),
         peers_written: None,
     };
@@ -308,6 +324,9 @@ impl Bridge {
         );
         let mut next = now + RECHECK;
         for c in &checked {
+            if files_changed {
+                self.audit_seen(c);
+            }
             let before = self.checked.iter().find(|b| b.id == c.id);
             let changed = before.map_or(true, |b| kind_of(&b.verdict) != kind_of(&c.verdict));
             if changed || files_changed && before.is_none() {
@@ -343,6 +362,26 @@ impl Bridge {
             }
         }
         self.checked = checked;
+    }
+
+    /// `agreement_seen` for a file that is new or changed since the last
+    /// check, with the sha256 of its bytes (what exactly was read).
+    fn audit_seen(&mut self, c: &Checked) {
+        let Ok(bytes) = std::fs::read(&c.path) else {
+            return;
+        };
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if self.seen.get(&c.id) == Some(&digest) {
+            return;
+        }
+        self.shared.audit.record(
+            "agreement_seen",
+            serde_json::json!({"agreement": c.id, "file": c.path.display().to_string(), "sha256": digest}),
+        );
+        self.seen.insert(c.id.clone(), digest);
     }
 
     fn audit_verdict(&self, c: &Checked) {

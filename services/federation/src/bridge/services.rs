@@ -37,6 +37,22 @@ const MAX_CALL_BYTES: usize = 64 * 1024;
 /// A request unanswered this long is forgotten.
 const PENDING_FOR: Duration = Duration::from_secs(30);
 const MAX_PENDING: usize = 1024;
+/// How long a request waits for the next hop's reader to be discovered
+/// (a link or a service that just came up): a request written before
+/// that would be lost, since service topics are volatile.
+const MATCH_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits until `matched()` says a reader is there, at most [`MATCH_WAIT`].
+async fn until_matched(matched: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + MATCH_WAIT;
+    while !matched() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
 
 const SERVICES_QOS: EndpointQos = EndpointQos {
     reliable: true,
@@ -165,6 +181,10 @@ pub fn serve(
                             continue;
                         }
                         pending.insert(header, Instant::now());
+                        if !until_matched(|| !to_server.matched_reader_user_data().is_empty()).await {
+                            tracing::warn!(service = %service, "the service is not on this graph; a partner's request is dropped");
+                            continue;
+                        }
                         if to_server.write(&payload).is_ok() {
                             counters.requests.fetch_add(1, Ordering::Relaxed);
                         }
@@ -234,12 +254,21 @@ pub fn proxy(
         MAX_CALL_BYTES,
     )
     .map_err(|e| err(&e))?;
+    let proxied_name = proxied.clone();
     let task = tokio::spawn(async move {
         let _node = node;
         loop {
             tokio::select! {
                 (request, _) = from_clients.recv() => {
-                    if header_of(&request).is_some() && requests.write(&request).is_ok() {
+                    if header_of(&request).is_none() {
+                        counters.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if !until_matched(|| !requests.matched_reader_user_data().is_empty()).await {
+                        tracing::warn!(service = %proxied_name, "the partner does not serve this now; a request is dropped");
+                        continue;
+                    }
+                    if requests.write(&request).is_ok() {
                         counters.requests.fetch_add(1, Ordering::Relaxed);
                     }
                 }
