@@ -112,21 +112,27 @@ fn command_line_parameters(args: &Args) -> Parameters {
     parameters
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn termination() {
-    match (
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: call it before the node
+/// appears on the graph, or a SIGTERM sent as soon as a test (or OpenRC)
+/// sees the node would still kill it the default way.
+fn termination() -> impl std::future::Future<Output = ()> {
+    let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match streams {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
-            std::future::pending::<()>().await
+            _ => {
+                tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
         }
     }
 }
@@ -135,6 +141,7 @@ async fn termination() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ntari_node::runtime::init_logging("info");
+    let terminated = termination();
 
     let context = Context::from_env().context("cannot join the ROS 2 domain")?;
     let node = context.create_node("/ntari", "ntari_example_node")?;
@@ -172,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        lifecycle.serve_until(termination()).await;
+        lifecycle.serve_until(terminated).await;
     };
     tokio::select! {
         () = serve => {}

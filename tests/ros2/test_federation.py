@@ -220,6 +220,45 @@ def test_expiry_tamper_missing_signature_and_wrong_key(federation):
     assert gone_after < 3.0, gone_after
 
 
+def test_a_revocation_reaches_the_partner_over_the_link_and_ends_everything(federation):
+    fed = federation
+    a = fed.add("coop_a", services=("ntp",))
+    b = fed.add("coop_b")
+    fed.agreement("coop_a", "coop_b", domain=49, exports_a=HEALTH_EXPORTS)
+    obs = fed.new_observer("coop_b")
+    proxy = "/remote/coop_a/ntari/ntari_ntp_node"
+    wait_for(lambda: proxy in obs.nodes(), 40, "coop_a's proxy node on coop_b")
+    # coop_a's operator revokes; only coop_a's agreements dir gets the file.
+    out = subprocess.run([fed.bin / "ntari-admin", "federation", "agreement", "revoke",
+                          a.agreements / "coop-a-coop-b.yaml", "--reason", "the partnership ended",
+                          "--key", a.key, "--node-config", a.dir / "ntari.toml"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    revoked = time.monotonic()
+    # coop_b learns it over the link: saved in its state dir, verified, honoured.
+    saved = b.fed_state / "revocations" / "coop-a-coop-b.revoked.yaml"
+    wait_for(saved.exists, 5, "the revocation saved by coop_b's bridge")
+    state = wait_for(lambda: b.link("coop-a-coop-b").get("state") == "revoked" and b.link("coop-a-coop-b"), 5,
+                     "coop_b's bridge calling the agreement revoked")
+    assert "partnership ended" in state["message"], state
+    wait_for(lambda: b.wg_peers() == [] and a.wg_peers() == [], 5, "both WireGuard peers removed")
+    wait_for(lambda: proxy not in obs.nodes(), 5, "the proxy node gone from coop_b's graph")
+    took = time.monotonic() - revoked
+    assert took < 5, took
+    log = subprocess.run([fed.bin / "ntari-admin", "federation", "log", "--state-dir", b.fed_state, "--json"],
+                         capture_output=True, text=True)
+    assert log.returncode == 0, log.stdout + log.stderr
+    events = [json.loads(l)["event"] for l in log.stdout.splitlines() if l.startswith("{")]
+    assert "revocation_received" in events and "revoked" in events and "peer_removed" in events, events
+    # Even with the bridge restarted, the saved revocation holds (offline).
+    old_bridge = b.bridge_state()["pid"]
+    os.killpg(b.procs["federation"].pid, signal.SIGKILL)
+    b.procs["federation"].wait(5)
+    fed.start_federation(b)
+    wait_for(lambda: b.bridge_state().get("pid") not in (None, old_bridge), 20, "the new bridge's state")
+    assert b.link("coop-a-coop-b").get("state") == "revoked", b.bridge_state()
+    assert b.wg_peers() == []
+
+
 def test_a_partner_gone_for_good_leaves_the_graph_and_comes_back(federation):
     fed = federation
     a = fed.add("coop_a", services=("ntp",))

@@ -175,6 +175,10 @@ struct Bridge {
 }
 
 async fn serve(plan: BridgePlan) -> Result<(), String> {
+    // First: a stop that comes while the graph is still being joined
+    // still gets the orderly shutdown (links down, peers file emptied).
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
     let did = NodeKey::load(&plan.node_key)
         .map(|key| key.did().to_string())
         .map_err(|e| {
@@ -232,8 +236,6 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
     let mut writers = WriterTable::default();
     let mut last_state = Instant::now() - STATE_EVERY;
     let mut tick = tokio::time::interval(LOOP);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
     loop {
         let changed = writers.apply(watcher.take());
         let snapshot = writers.snapshot(&mut view);
