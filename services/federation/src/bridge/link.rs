@@ -732,27 +732,14 @@ impl LinkState {
     /// Takes the partner's latest manifest and makes the imports match it.
     fn read_manifest(&mut self) {
         let Some(fed) = &self.fed else { return };
-        let mut latest: Option<Manifest> = None;
-        for taken in fed.manifest_in.take(64) {
-            match taken {
-                Taken::Sample { payload, .. } => match decode_json::<Manifest>(&payload) {
-                    Ok(m)
-                        if m.agreement == self.plan.agreement
-                            && m.coop == self.plan.partner_coop =>
-                    {
-                        latest = Some(m)
-                    }
-                    Ok(_) | Err(_) => {
-                        self.counters
-                            .dropped_garbage
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                Taken::Oversized { .. } => {
-                    self.counters
-                        .dropped_oversized
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+        let mut latest = None;
+        for m in take_documents::<Manifest>(&fed.manifest_in, 64, &self.counters) {
+            if m.agreement == self.plan.agreement && m.coop == self.plan.partner_coop {
+                latest = Some(m);
+            } else {
+                self.counters
+                    .dropped_garbage
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
         if let Some(manifest) = latest {
@@ -931,27 +918,11 @@ impl LinkState {
 
     fn read_control(&mut self) {
         let Some(fed) = &self.fed else { return };
-        for taken in fed.control_in.take(16) {
-            match taken {
-                Taken::Sample { payload, .. } => match decode_json::<Control>(&payload) {
-                    Ok(control) => {
-                        let _ = self
-                            .shared
-                            .revocations
-                            .send((self.plan.agreement.clone(), control.revocation.into_bytes()));
-                    }
-                    Err(_) => {
-                        self.counters
-                            .dropped_garbage
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                Taken::Oversized { .. } => {
-                    self.counters
-                        .dropped_oversized
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        for control in take_documents::<Control>(&fed.control_in, 16, &self.counters) {
+            let _ = self
+                .shared
+                .revocations
+                .send((self.plan.agreement.clone(), control.revocation.into_bytes()));
         }
     }
 
@@ -1050,6 +1021,30 @@ fn publish_json<T: Serialize>(writer: &Writer, value: &T) -> Result<(), String> 
     let data = serde_json::to_string(value).map_err(|e| e.to_string())?;
     let payload = wire::encode(&StringMsg { data }).map_err(|e| e.to_string())?;
     writer.write(&payload).map_err(|e| e.to_string())
+}
+
+/// The JSON documents waiting on a federation reader; oversized and
+/// undecodable samples are dropped and counted.
+fn take_documents<T: serde::de::DeserializeOwned>(
+    reader: &Reader,
+    limit: usize,
+    counters: &LinkCounters,
+) -> Vec<T> {
+    let mut documents = Vec::new();
+    for taken in reader.take(limit) {
+        match taken {
+            Taken::Sample { payload, .. } => match decode_json(&payload) {
+                Ok(document) => documents.push(document),
+                Err(_) => {
+                    counters.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Taken::Oversized { .. } => {
+                counters.dropped_oversized.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    documents
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
