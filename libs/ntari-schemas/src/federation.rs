@@ -302,28 +302,8 @@ impl Agreement {
                     format!("`{coop}` is not a party; the keys are the parties' coop names"),
                 ));
             }
-            for (i, topic) in exports.topics.iter().enumerate() {
-                let field = |f: &str| format!("exports.{coop}.topics[{i}].{f}");
-                check_ros_name(&topic.name, true)
-                    .map_err(|m| SchemaError::new(field("name"), m))?;
-                check_ros_type(&topic.ros_type, "msg")
-                    .map_err(|m| SchemaError::new(field("type"), m))?;
-                if let Some(rate) = topic.max_rate_hz {
-                    if !(rate.is_finite() && rate > 0.0) {
-                        return Err(SchemaError::new(
-                            field("max_rate_hz"),
-                            format!("{rate} is not a rate; give a number above 0 or leave it out"),
-                        ));
-                    }
-                }
-            }
-            for (i, service) in exports.services.iter().enumerate() {
-                let field = |f: &str| format!("exports.{coop}.services[{i}].{f}");
-                check_ros_name(&service.name, false)
-                    .map_err(|m| SchemaError::new(field("name"), m))?;
-                check_ros_type(&service.ros_type, "srv")
-                    .map_err(|m| SchemaError::new(field("type"), m))?;
-            }
+            check_exports(exports)
+                .map_err(|(field, m)| SchemaError::new(format!("exports.{coop}.{field}"), m))?;
         }
         for coop in self.trust.keys() {
             if !coops.contains(&coop.as_str()) {
@@ -419,6 +399,181 @@ impl Agreement {
             .services
             .iter()
             .find(|s| s.name == name)
+    }
+}
+
+/// `kind` of an agreement template (what an invite offers).
+pub const TEMPLATE_KIND: &str = "ntari/federation-template/v1";
+
+/// What an invite offers the cooperative that redeems it: the agreement
+/// that `ntari-admin federation join` drafts, minus the parties (which the
+/// join fills in) and the trust (which the invite and the joiner choose).
+/// The exports are keyed by role, since the joiner's name is not known yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Always [`TEMPLATE_KIND`].
+    pub kind: String,
+    /// The agreement's id [default: `<inviter>-<joiner>`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// How long the agreement holds from the join, in days.
+    #[serde(default = "default_template_days")]
+    pub days: u32,
+    /// The DDS domain on the tunnel [default: one no agreement of the
+    /// inviter's uses, chosen when the invite is made].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_domain: Option<u32>,
+    /// What each role sends: keys `inviter` and `joiner`.
+    #[serde(default)]
+    pub exports: TemplateExports,
+    #[serde(default)]
+    pub relay: bool,
+}
+
+/// [`Template::exports`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateExports {
+    #[serde(default)]
+    pub inviter: Exports,
+    #[serde(default)]
+    pub joiner: Exports,
+}
+
+fn default_template_days() -> u32 {
+    365
+}
+
+/// Longest validity a template may ask for.
+pub const MAX_TEMPLATE_DAYS: u32 = 3660;
+
+impl Template {
+    /// Parses and validates a template.
+    pub fn parse(yaml: &str) -> Result<Template, DocumentError> {
+        let template: Template = parse_yaml(yaml).map_err(DocumentError::Parse)?;
+        template.validate().map_err(DocumentError::Invalid)?;
+        Ok(template)
+    }
+
+    /// What every cooperative's hub shows by default: each node's health
+    /// and status, both ways.
+    pub fn health_and_status() -> Template {
+        let exports = Exports {
+            topics: vec![
+                TopicExport {
+                    name: "/ntari/*/health".into(),
+                    ros_type: "std_msgs/msg/Bool".into(),
+                    max_rate_hz: None,
+                },
+                TopicExport {
+                    name: "/ntari/*/status".into(),
+                    ros_type: "std_msgs/msg/String".into(),
+                    max_rate_hz: Some(1.0),
+                },
+            ],
+            services: Vec::new(),
+        };
+        Template {
+            kind: TEMPLATE_KIND.into(),
+            id: None,
+            days: default_template_days(),
+            federation_domain: None,
+            exports: TemplateExports {
+                inviter: exports.clone(),
+                joiner: exports,
+            },
+            relay: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        if self.kind != TEMPLATE_KIND {
+            return Err(SchemaError::new(
+                "kind",
+                format!(
+                    "`{}` is not an agreement template; the first line must be `kind: {TEMPLATE_KIND}`",
+                    self.kind
+                ),
+            ));
+        }
+        if let Some(id) = &self.id {
+            check_id(id).map_err(|m| SchemaError::new("id", m))?;
+        }
+        if !(1..=MAX_TEMPLATE_DAYS).contains(&self.days) {
+            return Err(SchemaError::new(
+                "days",
+                format!("{} days: give 1 to {MAX_TEMPLATE_DAYS}", self.days),
+            ));
+        }
+        if let Some(domain) = self.federation_domain.filter(|d| *d > MAX_DOMAIN) {
+            return Err(SchemaError::new(
+                "federation_domain",
+                format!("{domain} is not a DDS domain id ROS can use (0..={MAX_DOMAIN})"),
+            ));
+        }
+        // The same rules as an agreement's exports.
+        for (role, exports) in [
+            ("inviter", &self.exports.inviter),
+            ("joiner", &self.exports.joiner),
+        ] {
+            check_exports(exports)
+                .map_err(|(field, m)| SchemaError::new(format!("exports.{role}.{field}"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Topic and service entries well formed; the error's field is relative
+/// to the `Exports`.
+fn check_exports(exports: &Exports) -> Result<(), (String, String)> {
+    for (i, topic) in exports.topics.iter().enumerate() {
+        let field = |f: &str| format!("topics[{i}].{f}");
+        check_ros_name(&topic.name, true).map_err(|m| (field("name"), m))?;
+        check_ros_type(&topic.ros_type, "msg").map_err(|m| (field("type"), m))?;
+        if let Some(rate) = topic.max_rate_hz {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err((
+                    field("max_rate_hz"),
+                    format!("{rate} is not a rate; give a number above 0 or leave it out"),
+                ));
+            }
+        }
+    }
+    for (i, service) in exports.services.iter().enumerate() {
+        let field = |f: &str| format!("services[{i}].{f}");
+        check_ros_name(&service.name, false).map_err(|m| (field("name"), m))?;
+        check_ros_type(&service.ros_type, "srv").map_err(|m| (field("type"), m))?;
+    }
+    Ok(())
+}
+
+impl Trust {
+    /// How much a level allows: untrusted 0, observer 1, trusted 2.
+    pub fn rank(self) -> u8 {
+        match self {
+            Trust::Untrusted => 0,
+            Trust::Observer => 1,
+            Trust::Trusted => 2,
+        }
+    }
+
+    /// The lesser of two levels.
+    pub fn at_most(self, cap: Trust) -> Trust {
+        if cap.rank() < self.rank() {
+            cap
+        } else {
+            self
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Trust> {
+        match text {
+            "trusted" => Some(Trust::Trusted),
+            "observer" => Some(Trust::Observer),
+            "untrusted" => Some(Trust::Untrusted),
+            _ => None,
+        }
     }
 }
 
@@ -1088,6 +1243,37 @@ trust:
              signature: {}\n",
             "0".repeat(128)
         )
+    }
+
+    #[test]
+    fn templates() {
+        let t = Template::parse(
+            "kind: ntari/federation-template/v1\ndays: 30\nexports:\n  inviter:\n    topics:\n      - name: /ntari/*/health\n        type: std_msgs/msg/Bool\n",
+        )
+        .unwrap();
+        assert_eq!(t.days, 30);
+        assert_eq!(t.exports.inviter.topics.len(), 1);
+        assert!(t.exports.joiner.topics.is_empty() && !t.relay);
+        Template::health_and_status().validate().unwrap();
+        let field = |yaml: &str| Template::parse(yaml).unwrap_err().schema().path.clone();
+        assert_eq!(
+            field("kind: ntari/federation-template/v1\ndays: 0\n"),
+            "days"
+        );
+        assert_eq!(
+            field("kind: ntari/federation-template/v1\nexports:\n  joiner:\n    topics:\n      - name: not a topic\n        type: std_msgs/msg/Bool\n"),
+            "exports.joiner.topics[0].name"
+        );
+        assert_eq!(
+            field("kind: ntari/federation-template/v1\nfederation_domain: 500\n"),
+            "federation_domain"
+        );
+        assert!(matches!(
+            Template::parse("kind: ntari/federation-template/v1\nparties: []\n"),
+            Err(DocumentError::Parse(_))
+        ));
+        assert_eq!(Trust::Trusted.at_most(Trust::Observer), Trust::Observer);
+        assert_eq!(Trust::Untrusted.at_most(Trust::Trusted), Trust::Untrusted);
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub fn decode_key(text: &str) -> Result<[u8; 32], String> {
 
 /// `host:port`: an address (`[fd00::1]:51820`) or a DNS name, and a port
 /// (agreements' party endpoints follow the same rule).
-pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     if endpoint.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }

@@ -459,6 +459,20 @@ pub fn sign_agreement(yaml: &str, key: &NodeKey) -> Result<String, AgreementErro
         did: key.did().to_owned(),
         signature: key.sign_bytes(&signed),
     };
+    add_signature(yaml, mine)
+}
+
+/// Adds (or replaces) the signature `mine` of one of the parties (not
+/// checked here: [`verify_signed`] does); only the `signatures:` block of
+/// the text changes.
+pub fn add_signature(yaml: &str, mine: SignatureEntry) -> Result<String, AgreementError> {
+    const FILE: &str = "agreement";
+    let agreement = Agreement::parse(yaml).map_err(|e| AgreementError::document(FILE, e))?;
+    let signed =
+        federation::agreement_signing_bytes(yaml).map_err(|error| AgreementError::Parse {
+            file: FILE.into(),
+            error,
+        })?;
     // Parties first, in their order, then anything else that was there
     // (verification refuses strangers; signing does not hide them).
     let mut entries: Vec<SignatureEntry> = Vec::new();

@@ -72,6 +72,9 @@ pub struct AuditLog {
     file: File,
     next_seq: u64,
     prev: String,
+    /// The file's length after our last write: if it differs, another
+    /// process appended.
+    len: u64,
 }
 
 impl AuditLog {
@@ -87,6 +90,9 @@ impl AuditLog {
             .append(true)
             .create(true)
             .open(path)?;
+        // Not while another process is mid-append: its half line would
+        // look torn.
+        let guard = lock(&file)?;
         let len = file.metadata()?.len();
         let start = len.saturating_sub(TAIL);
         file.seek(SeekFrom::Start(start))?;
@@ -131,6 +137,7 @@ impl AuditLog {
             file,
             next_seq,
             prev: prev.clone(),
+            len,
         };
         if !torn.is_empty() {
             // Lines before the torn one, to name it in the repair entry.
@@ -142,6 +149,7 @@ impl AuditLog {
                 "audit log ends in a torn line (a crash mid-write); noting it with log_repaired"
             );
             log.file.write_all(b"\n")?;
+            log.len += 1;
             // A torn line that is in fact a whole entry (only the newline
             // was lost) continues the chain like any other.
             if let Ok(entry) = parse_entry(torn) {
@@ -157,6 +165,7 @@ impl AuditLog {
                 json!({"torn_line": torn_line, "torn_bytes": torn.len()}),
             )?;
         }
+        drop(guard);
         Ok(log)
     }
 
@@ -178,6 +187,22 @@ impl AuditLog {
             "detail": detail,
             "prev": self.prev,
         });
+        // Another process (ntari-admin beside the bridge) may append too:
+        // under the lock, continue from the file's real last line.
+        let _guard = lock(&self.file)?;
+        self.append_locked(entry)
+    }
+
+    fn append_locked(&mut self, mut entry: Value) -> io::Result<()> {
+        let len = self.file.metadata()?.len();
+        if len != self.len {
+            if let Some((seq, prev)) = last_entry(&mut self.file, len)? {
+                self.next_seq = seq + 1;
+                self.prev = prev;
+            }
+            entry["seq"] = self.next_seq.into();
+            entry["prev"] = self.prev.clone().into();
+        }
         let mut line = serde_json_canonicalizer::to_vec(&entry)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let hash = sha256_hex(&line);
@@ -186,10 +211,36 @@ impl AuditLog {
         // the process dies mid-write (the torn line `open` repairs).
         self.file.write_all(&line)?;
         self.file.sync_data()?;
+        self.len = self.file.metadata()?.len();
         self.next_seq += 1;
         self.prev = hash;
         Ok(())
     }
+}
+
+/// An exclusive `flock` on the log, held until the guard drops. On a
+/// duplicate of the descriptor: the lock belongs to the open file, which
+/// both share.
+fn lock(file: &File) -> io::Result<nix::fcntl::Flock<File>> {
+    nix::fcntl::Flock::lock(file.try_clone()?, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io::Error::from(errno))
+}
+
+/// `seq` and hash of the last complete line of a file `len` bytes long
+/// (None for an empty one or one whose last line is no entry).
+fn last_entry(file: &mut File, len: u64) -> io::Result<Option<(u64, String)>> {
+    let start = len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    (&mut *file).take(len - start).read_to_end(&mut tail)?;
+    let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+    let line = match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &body[i + 1..],
+        None => body,
+    };
+    Ok(parse_entry(line)
+        .ok()
+        .map(|entry| (entry.seq, sha256_hex(line))))
 }
 
 /// Reads the whole log and checks the chain; the entries in order, or the
@@ -398,6 +449,21 @@ mod tests {
         // An empty log verifies too.
         let (_d, empty) = log_with(0);
         assert!(verify_log(&empty).unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_writers_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut bridge = AuditLog::open(&path).unwrap();
+        let mut admin = AuditLog::open(&path).unwrap();
+        for i in 0..3 {
+            bridge.append("bridge", json!({"i": i})).unwrap();
+            admin.append("admin", json!({"i": i})).unwrap();
+        }
+        let entries = verify_log(&path).unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! name token (it becomes `/remote/<coop>/…` on the partner's graph), the
 //! interface name fits Linux's 15 bytes, the sample limit is sane.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ntari_node::service::ConfigIssue;
@@ -42,6 +43,15 @@ pub struct FederationConfig {
     /// showing its last health as current. They come back with it.
     #[serde(default = "default_partner_timeout")]
     pub partner_timeout: u64,
+    /// Where the join endpoint listens while an invite is pending (and
+    /// only then): `ntari-admin federation invite` puts this port, at the
+    /// address it is given, into the code.
+    #[serde(default = "default_join_listen")]
+    pub join_listen: SocketAddr,
+}
+
+fn default_join_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], crate::invite::DEFAULT_JOIN_PORT))
 }
 
 /// Three of the federation domain's 20 s leases.

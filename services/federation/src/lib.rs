@@ -14,8 +14,11 @@ pub mod agreement;
 pub mod audit;
 pub mod bridge;
 pub mod config;
+pub mod invite;
+pub mod join;
 pub mod render;
 pub mod stats;
+pub mod trust;
 
 use std::time::SystemTime;
 

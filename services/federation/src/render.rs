@@ -33,6 +33,13 @@ pub struct BridgePlan {
     pub partner_timeout: u64,
     pub wireguard_peers: PathBuf,
     pub state_file: PathBuf,
+    /// Invites made by `ntari-admin federation invite`.
+    pub invites_dir: PathBuf,
+    /// Drafts from joins, awaiting `ntari-admin federation approve`.
+    pub pending_dir: PathBuf,
+    /// Trust lowered by `ntari-admin federation set-trust`.
+    pub trust_dir: PathBuf,
+    pub join_listen: std::net::SocketAddr,
 }
 
 impl BridgePlan {
@@ -49,6 +56,10 @@ impl BridgePlan {
             partner_timeout: config.partner_timeout,
             wireguard_peers: paths.run_dir.join(WIREGUARD_PEERS_FILE),
             state_file: paths.run_dir.join(STATE_FILE),
+            invites_dir: crate::invite::invites_dir(&paths.state_dir),
+            pending_dir: crate::invite::pending_dir(&paths.state_dir),
+            trust_dir: crate::trust::trust_dir(&paths.state_dir),
+            join_listen: config.join_listen,
         }
     }
 

@@ -42,6 +42,8 @@ pub const METRICS: &[MetricDesc] = &[
 struct LinkState {
     state: String,
     partner_seen: bool,
+    #[serde(default)]
+    partner_last_seen_ms: Option<u64>,
     routes_out: usize,
     routes_in: usize,
     proxy_nodes: Vec<String>,
@@ -72,6 +74,15 @@ struct BridgeState {
     coop: String,
     did: Option<String>,
     agreements: Vec<AgreementState>,
+    #[serde(default)]
+    join: Option<JoinState>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JoinState {
+    listening: bool,
+    address: String,
+    open_invites: usize,
 }
 
 pub fn probe(state_file: &Path, now: SystemTime) -> Result<ProbeReport, String> {
@@ -161,6 +172,7 @@ fn report(state: &BridgeState) -> ProbeReport {
             }
             entry["link"] = serde_json::json!({
                 "state": link.state, "partner_seen": link.partner_seen,
+                "partner_last_seen_ms": link.partner_last_seen_ms,
                 "routes_out": link.routes_out, "routes_in": link.routes_in,
                 "proxy_nodes": link.proxy_nodes,
                 "services": link.services, "requests": link.requests,
@@ -183,5 +195,12 @@ fn report(state: &BridgeState) -> ProbeReport {
         .insert("coop".into(), state.coop.clone().into());
     report.detail.insert("did".into(), state.did.clone().into());
     report.detail.insert("agreements".into(), agreements.into());
+    if let Some(join) = &state.join {
+        report.detail.insert(
+            "join_endpoint".into(),
+            serde_json::json!({"listening": join.listening, "address": join.address,
+                "open_invites": join.open_invites}),
+        );
+    }
     report
 }

@@ -41,6 +41,8 @@ pub enum FederationCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Member(crate::membership::MemberCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,8 +153,9 @@ pub struct DraftArgs {
     out: Option<PathBuf>,
 }
 
-pub fn run(command: &FederationCommand, node_config: &Path) -> anyhow::Result<Exit> {
+pub async fn run(command: &FederationCommand, node_config: &Path) -> anyhow::Result<Exit> {
     match command {
+        FederationCommand::Member(command) => crate::membership::run(command).await,
         FederationCommand::Log { state_dir, json } => log(state_dir, *json),
         FederationCommand::Agreement { command } => match command {
             AgreementCommand::Draft(args) => draft(args, node_config),

@@ -15,6 +15,7 @@
 
 mod domain;
 mod federation;
+mod membership;
 mod nodes;
 
 use std::io::Write;
@@ -226,7 +227,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
             );
             Ok(Exit::Ok)
         }
-        Command::Federation { command } => federation::run(command, &args.node_config),
+        Command::Federation { command } => federation::run(command, &args.node_config).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -75,6 +75,8 @@ pub struct LinkCounters {
 pub struct LinkSnapshot {
     pub state: String,
     pub partner_seen: bool,
+    /// When the partner's bridge was last seen (Unix ms), if ever.
+    pub partner_last_seen_ms: Option<u64>,
     pub routes_out: usize,
     pub routes_in: usize,
     pub proxy_nodes: Vec<String>,
@@ -122,7 +124,21 @@ pub struct Manifest {
 struct Control {
     version: u32,
     /// A signed revocation, as the YAML text `ntari-admin` wrote.
-    revocation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revocation: Option<String>,
+    /// The co-signed agreement, as in force on the sender's hub: how a
+    /// joiner learns that its draft was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agreement: Option<String>,
+}
+
+/// A document from the partner for the main loop to check.
+#[derive(Debug, Clone)]
+pub enum PartnerDocument {
+    /// A revocation's YAML bytes.
+    Revocation(Vec<u8>),
+    /// The agreement's text, co-signed.
+    Agreement(String),
 }
 
 /// Messages to a link's task.
@@ -155,9 +171,9 @@ pub struct Shared {
     /// proxies go, so nothing on the local graph keeps showing its last
     /// health as if it were current. They come back with the partner.
     pub partner_timeout: Duration,
-    /// A partner sent a revocation that verified: the YAML bytes, for the
-    /// main loop to check and save.
-    pub revocations: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    /// What a partner sent on the control topic, for the main loop to
+    /// check and save: (agreement id, document).
+    pub partner_documents: mpsc::UnboundedSender<(String, PartnerDocument)>,
 }
 
 impl Link {
@@ -468,6 +484,16 @@ impl LinkState {
             control_notify,
             participant,
         };
+        if let Some(text) = &plan.document {
+            let control = Control {
+                version: 1,
+                revocation: None,
+                agreement: Some(text.clone()),
+            };
+            if let Err(e) = publish_json(&fed.control_out, &control) {
+                tracing::warn!(error = %e, "cannot send the agreement to the partner");
+            }
+        }
         self.fed = Some(fed);
         self.start_services();
         self.shared.audit.record(
@@ -732,6 +758,12 @@ impl LinkState {
     /// Takes the partner's latest manifest and makes the imports match it.
     fn read_manifest(&mut self) {
         let Some(fed) = &self.fed else { return };
+        if self.plan.awaiting_partner {
+            // Nothing is imported before the agreement is co-signed; the
+            // partner's routes are not even looked at.
+            let _ = take_documents::<Manifest>(&fed.manifest_in, 64, &self.counters);
+            return;
+        }
         let mut latest = None;
         for m in take_documents::<Manifest>(&fed.manifest_in, 64, &self.counters) {
             if m.agreement == self.plan.agreement && m.coop == self.plan.partner_coop {
@@ -919,10 +951,16 @@ impl LinkState {
     fn read_control(&mut self) {
         let Some(fed) = &self.fed else { return };
         for control in take_documents::<Control>(&fed.control_in, 16, &self.counters) {
-            let _ = self
-                .shared
-                .revocations
-                .send((self.plan.agreement.clone(), control.revocation.into_bytes()));
+            let id = self.plan.agreement.clone();
+            if let Some(revocation) = control.revocation {
+                let document = PartnerDocument::Revocation(revocation.into_bytes());
+                let _ = self.shared.partner_documents.send((id.clone(), document));
+            }
+            // Only a link waiting for the partner's signature wants it.
+            if let Some(agreement) = control.agreement.filter(|_| self.plan.awaiting_partner) {
+                let document = PartnerDocument::Agreement(agreement);
+                let _ = self.shared.partner_documents.send((id, document));
+            }
         }
     }
 
@@ -930,7 +968,8 @@ impl LinkState {
         if let Some(fed) = &self.fed {
             let control = Control {
                 version: 1,
-                revocation: yaml.to_string(),
+                revocation: Some(yaml.to_string()),
+                agreement: None,
             };
             if let Err(e) = publish_json(&fed.control_out, &control) {
                 tracing::warn!(error = %e, "cannot send the revocation to the partner");
@@ -976,6 +1015,9 @@ impl LinkState {
         proxy_nodes.sort();
         let mut s = lock(snapshot);
         s.partner_seen = partner_seen;
+        if partner_seen {
+            s.partner_last_seen_ms = Some(ntari_node::signing::now_unix_ms().max(0) as u64);
+        }
         s.routes_out = lock(&self.routes_out).len();
         s.routes_in = self.routes_in.len();
         s.proxy_nodes = proxy_nodes;

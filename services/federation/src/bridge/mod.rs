@@ -18,6 +18,7 @@
 //! Every decision goes into the hash-chained audit log.
 
 mod audit;
+mod enroll;
 pub mod link;
 pub mod local;
 pub mod plan;
@@ -32,15 +33,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ntari_node::graph::{Context, GraphView};
 use ntari_node::signing::NodeKey;
-use ntari_schemas::federation::Agreement;
+use ntari_schemas::federation::{agreement_signing_bytes, Agreement, Trust};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::agreement::{self, Checked};
+use crate::agreement::{self, AgreementError, Checked};
 use crate::render::BridgePlan;
+use crate::trust;
 use audit::Audit;
-use link::{Link, LinkSnapshot, Shared};
+use link::{Link, LinkSnapshot, PartnerDocument, Shared};
 use local::{LocalGraph, WriterTable};
 use plan::LinkPlan;
 
@@ -151,6 +153,15 @@ struct StateFile<'a> {
     coop: &'a str,
     did: Option<&'a str>,
     agreements: Vec<AgreementReport>,
+    join: JoinReport,
+}
+
+/// The join endpoint as the state file shows it.
+#[derive(Debug, Serialize)]
+struct JoinReport {
+    listening: bool,
+    address: String,
+    open_invites: usize,
 }
 
 struct Bridge {
@@ -168,6 +179,12 @@ struct Bridge {
     /// Revoked links delivering their revocation, and when they go.
     lingering: Vec<(Link, Instant)>,
     fingerprint: Vec<(PathBuf, u64, u128)>,
+    /// Agreements we signed that wait for the partner's signature: the
+    /// bytes both signatures cover, which the partner's copy must match.
+    awaiting: HashMap<String, Vec<u8>>,
+    /// Trust we lowered with `set-trust`, by agreement.
+    trust_caps: HashMap<String, Trust>,
+    enrollment: enroll::Enrollment,
     /// sha256 of each agreement file as last recorded in the audit log.
     seen: HashMap<String, String>,
     next_check: SystemTime,
@@ -179,14 +196,16 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
     // still gets the orderly shutdown (links down, peers file emptied).
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
-    let did = NodeKey::load(&plan.node_key)
-        .map(|key| key.did().to_string())
-        .map_err(|e| {
-            format!(
-                "cannot read this node's key {}: {e}",
-                plan.node_key.display()
-            )
-        });
+    let key = NodeKey::load(&plan.node_key).map_err(|e| {
+        format!(
+            "cannot read this node's key {}: {e}",
+            plan.node_key.display()
+        )
+    });
+    let did = key
+        .as_ref()
+        .map(|k| k.did().to_string())
+        .map_err(Clone::clone);
     if let Err(e) = &did {
         tracing::error!("{e}; every agreement is refused until it can be read");
     }
@@ -203,7 +222,7 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
     let audit_log = crate::audit::AuditLog::open(&plan.audit_log)
         .map_err(|e| tracing::error!(path = %plan.audit_log.display(), error = %e, "cannot open the audit log; nothing is recorded until it can be"))
         .ok();
-    let (revocations_tx, mut revocations_rx) = mpsc::unbounded_channel();
+    let (documents_tx, mut documents_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         context: context.clone(),
         bridge_node,
@@ -211,13 +230,14 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         interface: plan.interface.clone(),
         max_sample_bytes: plan.max_sample_bytes,
         partner_timeout: Duration::from_secs(plan.partner_timeout),
-        revocations: revocations_tx,
+        partner_documents: documents_tx,
     });
     shared.audit.record(
         "bridge_started",
         serde_json::json!({"coop": plan.coop, "did": did.as_ref().ok(), "pid": std::process::id()}),
     );
     let (graph_tx, _) = watch::channel(Arc::new(LocalGraph::default()));
+    let enrollment = enroll::Enrollment::new(&plan, key.ok(), shared.audit.clone());
     let mut bridge = Bridge {
         plan,
         did,
@@ -229,6 +249,9 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         links: BTreeMap::new(),
         lingering: Vec::new(),
         fingerprint: Vec::new(),
+        awaiting: HashMap::new(),
+        trust_caps: HashMap::new(),
+        enrollment,
         seen: HashMap::new(),
         next_check: SystemTime::now(),
         peers_written: None,
@@ -244,6 +267,7 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         }
         bridge.check_agreements();
         bridge.reconcile().await;
+        bridge.enrollment.reconcile(SystemTime::now());
         if last_state.elapsed() >= STATE_EVERY {
             bridge.write_state();
             last_state = Instant::now();
@@ -253,7 +277,10 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
             _ = tokio::time::sleep(bridge.until_next_deadline()) => {}
             _ = discovery.notified() => {}
             _ = view.changed(LOOP) => {}
-            Some((id, bytes)) = revocations_rx.recv() => bridge.partner_revoked(&id, &bytes),
+            Some((id, document)) = documents_rx.recv() => match document {
+                PartnerDocument::Revocation(bytes) => bridge.partner_revoked(&id, &bytes),
+                PartnerDocument::Agreement(text) => bridge.partner_approved(&id, &text),
+            },
             _ = terminate.recv() => break,
         }
     }
@@ -313,7 +340,11 @@ impl Bridge {
 
     fn check_agreements(&mut self) {
         let now = SystemTime::now();
-        let fingerprint = fingerprint(&[&self.plan.agreements_dir, &self.plan.revocations_dir]);
+        let fingerprint = fingerprint(&[
+            &self.plan.agreements_dir,
+            &self.plan.revocations_dir,
+            &self.plan.trust_dir,
+        ]);
         if fingerprint == self.fingerprint && now < self.next_check {
             return;
         }
@@ -347,23 +378,124 @@ impl Bridge {
         self.next_check = next;
         self.in_force.clear();
         self.unusable.clear();
+        self.awaiting.clear();
+        if let Ok(did) = &self.did {
+            let (caps, ignored) = trust::load(&self.plan.trust_dir, did);
+            for why in ignored {
+                tracing::warn!("trust file ignored: {why}");
+            }
+            self.trust_caps = caps;
+        }
         for c in &checked {
-            let Ok(agreement) = &c.verdict else { continue };
+            let (agreement, text, awaiting) = match &c.verdict {
+                Ok(agreement) => (
+                    agreement.clone(),
+                    std::fs::read_to_string(&c.path).ok(),
+                    false,
+                ),
+                Err(AgreementError::MissingSignature { coop, .. }) if *coop != self.plan.coop => {
+                    match self.signed_by_us_only(&c.path, now) {
+                        Some((agreement, signed)) => {
+                            self.awaiting.insert(c.id.clone(), signed);
+                            (agreement, None, true)
+                        }
+                        None => continue,
+                    }
+                }
+                Err(_) => continue,
+            };
+            let cap = self
+                .trust_caps
+                .get(&c.id)
+                .copied()
+                .unwrap_or(Trust::Trusted);
             match self
                 .did
                 .clone()
-                .and_then(|did| plan::from_agreement(agreement, &self.plan.coop, &did))
+                .and_then(|did| plan::from_agreement(&agreement, &self.plan.coop, &did))
             {
-                Ok(link_plan) => {
-                    self.in_force
-                        .insert(c.id.clone(), (agreement.clone(), link_plan));
+                Ok(mut link_plan) => {
+                    link_plan.document = text;
+                    link_plan = link_plan.with_grant_at_most(cap);
+                    if awaiting {
+                        link_plan = link_plan.awaiting();
+                    }
+                    self.in_force.insert(c.id.clone(), (agreement, link_plan));
                 }
                 Err(e) => {
+                    self.awaiting.remove(&c.id);
                     self.unusable.insert(c.id.clone(), e);
                 }
             }
         }
         self.checked = checked;
+    }
+
+    /// The agreement in `path` if its one signature is ours, valid, and it
+    /// is in its window: a draft from a join, awaiting the partner. With it,
+    /// the bytes the signatures cover.
+    fn signed_by_us_only(&self, path: &Path, now: SystemTime) -> Option<(Agreement, Vec<u8>)> {
+        let did = self.did.as_ref().ok()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        let agreement = Agreement::parse(&text).ok()?;
+        let report = agreement::signature_report(&text, &agreement);
+        let ours_valid = report
+            .iter()
+            .any(|(entry, ok)| entry.did == *did && *ok == Some(true));
+        if !ours_valid || report.len() != 1 || !agreement.in_window(now) {
+            return None;
+        }
+        let signed = agreement_signing_bytes(&text).ok()?;
+        Some((agreement, signed))
+    }
+
+    /// The partner sent the co-signed text of an agreement we wait on:
+    /// if it is exactly what we signed, and in force, it replaces our
+    /// draft (atomically) and the link comes up in full.
+    fn partner_approved(&mut self, id: &str, text: &str) {
+        let Some(ours) = self.awaiting.get(id) else {
+            return;
+        };
+        let verdict =
+            agreement::verify_signed(text.as_bytes(), "the partner's copy").and_then(|a| {
+                if agreement_signing_bytes(text).ok().as_ref() != Some(ours) {
+                    Err(AgreementError::Tampered {
+                        file: "the partner's copy".into(),
+                        did: a
+                            .other_party(&self.plan.coop)
+                            .map(|p| p.did.clone())
+                            .unwrap_or_default(),
+                    })
+                } else {
+                    Ok(a)
+                }
+            });
+        match verdict {
+            Ok(agreement) if agreement.id == id => {
+                let path = self.plan.agreements_dir.join(format!("{id}.yaml"));
+                match ntari_node::fsutil::write_atomic(&path, text.as_bytes(), 0o644) {
+                    Ok(()) => {
+                        tracing::info!(agreement = id, "the partner approved the agreement");
+                        self.shared.audit.record(
+                            "agreement_approved_by_partner",
+                            serde_json::json!({"agreement": id, "file": path.display().to_string()}),
+                        );
+                        self.next_check = SystemTime::now();
+                        self.fingerprint.clear();
+                    }
+                    Err(e) => {
+                        tracing::error!(agreement = id, file = %path.display(), error = %e, "cannot save the co-signed agreement")
+                    }
+                }
+            }
+            Ok(_) | Err(_) => {
+                tracing::warn!(agreement = id, "ignored the partner's copy of the agreement: not the text we signed, co-signed");
+                self.shared.audit.record(
+                    "partner_agreement_refused",
+                    serde_json::json!({"agreement": id}),
+                );
+            }
+        }
     }
 
     /// `agreement_seen` for a file that is new or changed since the last
@@ -604,6 +736,10 @@ impl Bridge {
                 });
                 let unusable = self.unusable.get(&c.id);
                 let (state, message) = match (&c.verdict, unusable) {
+                    _ if self.awaiting.contains_key(&c.id) => (
+                        "awaiting_partner".to_string(),
+                        Some("signed by this hub; the partner's admin has not approved it yet (`ntari-admin federation approve` on their hub)".to_string()),
+                    ),
                     (Ok(_), None) => ("in_force".to_string(), None),
                     (Ok(_), Some(why)) => ("not_used".to_string(), Some(why.clone())),
                     (Err(e), _) => (e.kind().to_string(), Some(e.to_string())),
@@ -630,6 +766,11 @@ impl Bridge {
             coop: &self.plan.coop,
             did: self.did.as_deref().ok(),
             agreements,
+            join: JoinReport {
+                listening: self.enrollment.is_listening(),
+                address: self.enrollment.listen_address().to_string(),
+                open_invites: self.enrollment.open_invites,
+            },
         };
         match serde_json::to_vec_pretty(&state) {
             Ok(bytes) => {

@@ -50,9 +50,34 @@ pub struct LinkPlan {
     /// Things under `/remote/` may be re-exported.
     pub relay: bool,
     pub not_after: SystemTime,
+    /// Signed by us, waiting for the partner's approval: the link carries
+    /// only the control document (where the co-signed text will come),
+    /// nothing else either way.
+    pub awaiting_partner: bool,
+    /// The agreement's text, sent to the partner in the control document
+    /// (so a joiner waiting for our approval receives it).
+    pub document: Option<String>,
 }
 
 impl LinkPlan {
+    /// Grant at most `cap` (a level lowered by `set-trust`).
+    pub fn with_grant_at_most(mut self, cap: Trust) -> Self {
+        self.we_grant = self.we_grant.at_most(cap);
+        self
+    }
+
+    /// The link of an agreement we signed and the partner has not: the
+    /// tunnel and the control document only.
+    pub fn awaiting(mut self) -> Self {
+        self.awaiting_partner = true;
+        self.we_grant = Trust::Untrusted;
+        self.they_grant = Trust::Untrusted;
+        self.export = Direction::default();
+        self.import = Direction::default();
+        self.document = None;
+        self
+    }
+
     /// A local topic we may send: listed for our direction, of the listed
     /// type, not an import (unless relaying), and the partner not untrusted.
     pub fn export_rule(&self, topic: &str, ros_type: &str) -> Option<&TopicRule> {
@@ -168,5 +193,7 @@ pub fn from_agreement(agreement: &Agreement, coop: &str, did: &str) -> Result<Li
         they_grant: agreement.trust_granted_by(&partner.coop),
         relay: agreement.relay,
         not_after: agreement.not_after(),
+        awaiting_partner: false,
+        document: None,
     })
 }
