@@ -116,6 +116,12 @@ class Coop:
         out = self.run(["wg", "show", self.iface, "peers"], check=False)
         return out.stdout.split() if out.returncode == 0 else []
 
+    def unreachable(self, other: "Coop") -> None:
+        """No direct path between this cooperative and ``other`` (both
+        ways): a blackhole route to each other's address."""
+        self.run([IP, "route", "add", "blackhole", f"{other.address}/32"])
+        other.run([IP, "route", "add", "blackhole", f"{self.address}/32"])
+
     def cut(self) -> None:
         self.run([IP, "link", "set", self.veth, "down"])
 
@@ -205,28 +211,31 @@ class Federation:
     def agreement(self, a: str, b: str, *, domain: int, exports_a: str = "", exports_b: str = "",
                   trust_a: str = "observer", trust_b: str = "observer", not_before: float = None,
                   not_after: float = None, relay: bool = False, sign: Sequence[str] = None,
-                  agreement_id: str = None, install: bool = True) -> str:
+                  agreement_id: str = None, install: bool = True, endpoints: bool = True,
+                  version: int = 1) -> str:
         """Writes the agreement between coops ``a`` and ``b`` (signed by the
         parties named in ``sign``, default both) into the agreements dir of
         each; returns the YAML. ``exports_*`` are YAML blocks (indented by 4)
-        under ``exports.<coop>``."""
+        under ``exports.<coop>``; ``endpoints=False`` leaves out both
+        parties' WireGuard endpoints (members behind NAT, reached through
+        a hub)."""
         ca, cb = self.coops[a], self.coops[b]
         ident = agreement_id or f"{a}-{b}".replace("_", "-")
         now = time.time()
         text = f"""kind: ntari/federation-agreement/v1
 id: {ident}
-version: 1
+version: {version}
 parties:
   - coop: {a}
     did: {ca.did}
     wireguard_key: {ca.wg_public}
     tunnel_address: {ca.tunnel_address}
-    endpoint: {ca.address}:51820
+{f"    endpoint: {ca.address}:51820" if endpoints else ""}
   - coop: {b}
     did: {cb.did}
     wireguard_key: {cb.wg_public}
     tunnel_address: {cb.tunnel_address}
-    endpoint: {cb.address}:51820
+{f"    endpoint: {cb.address}:51820" if endpoints else ""}
 valid:
   not_before: {rfc3339(not_before if not_before is not None else now - 60)}
   not_after: {rfc3339(not_after if not_after is not None else now + 86400)}

@@ -40,6 +40,12 @@ pub struct WireguardPeers {
     /// Who wrote the file (`ntari-federation`), for logs and warnings.
     pub source: String,
     pub peers: Vec<DropInPeer>,
+    /// Names of peers of this file between which the hub forwards traffic
+    /// (a hub relaying for members that cannot reach each other; each
+    /// member's allowed IPs to every other's, nothing else). Fewer than
+    /// two relays nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay: Vec<String>,
 }
 
 /// One peer, as a `[[peers]]` table of `vpn.toml` gives it (without a
@@ -72,6 +78,7 @@ impl WireguardPeers {
             version: VERSION,
             source: source.into(),
             peers,
+            relay: Vec::new(),
         }
     }
 
@@ -148,6 +155,20 @@ impl WireguardPeers {
                         ));
                     }
                 }
+            }
+        }
+        for (i, name) in self.relay.iter().enumerate() {
+            if !self.peers.iter().any(|p| &p.name == name) {
+                return Err(SchemaError::new(
+                    format!("relay[{i}]"),
+                    format!("`{name}` is not the name of a peer in this file"),
+                ));
+            }
+            if self.relay[..i].contains(name) {
+                return Err(SchemaError::new(
+                    format!("relay[{i}]"),
+                    format!("`{name}` twice"),
+                ));
             }
         }
         Ok(())
@@ -383,6 +404,30 @@ mod tests {
         assert!(!parsed.peers[0].expired(expiry - Duration::from_secs(1)));
         assert!(parsed.peers[0].expired(expiry));
         assert_eq!(format_time(expiry), "2027-12-01T00:00:00Z");
+    }
+
+    #[test]
+    fn relay_names_peers_of_the_file() {
+        let mut doc = WireguardPeers::new(
+            "ntari-federation",
+            vec![
+                peer("federation:h-a", KEY_A),
+                DropInPeer {
+                    allowed_ips: vec!["10.77.0.3/32".into()],
+                    ..peer("federation:h-c", KEY_B)
+                },
+            ],
+        );
+        doc.relay = vec!["federation:h-a".into(), "federation:h-c".into()];
+        assert_eq!(WireguardPeers::parse(&doc.to_json()).unwrap(), doc);
+        doc.relay.push("federation:h-x".into());
+        assert_eq!(doc.validate().unwrap_err().path, "relay[2]");
+        doc.relay = vec!["federation:h-a".into(), "federation:h-a".into()];
+        assert_eq!(doc.validate().unwrap_err().path, "relay[1]");
+        // Without relaying the field is not written at all.
+        assert!(!WireguardPeers::new("x", Vec::new())
+            .to_json()
+            .contains("relay"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ struct AgreementState {
     partner: Option<String>,
     state: String,
     message: Option<String>,
+    #[serde(default)]
+    relayed_via: Option<String>,
     link: Option<LinkState>,
 }
 
@@ -131,6 +133,9 @@ fn report(state: &BridgeState) -> ProbeReport {
         let mut entry = serde_json::json!({
             "id": a.id, "file": a.file, "partner": a.partner, "state": a.state, "message": a.message,
         });
+        if let Some(hub) = &a.relayed_via {
+            entry["relayed_via"] = hub.clone().into();
+        }
         if let Some(link) = &a.link {
             if !link.state.starts_with("up") && link.state != "revoked" {
                 report

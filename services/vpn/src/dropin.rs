@@ -41,6 +41,8 @@ struct FileState {
     stamp: Option<Stamp>,
     /// What the file gave when it last parsed.
     peers: Vec<DropInPeer>,
+    /// Its `relay` list: peers to forward between.
+    relay: Vec<String>,
     /// Why the file as it is now is not used.
     error: Option<String>,
 }
@@ -104,6 +106,25 @@ impl Watch {
         self.merged != before
     }
 
+    /// The peers in effect that a file asks this hub to forward between
+    /// (name and allowed IPs), if at least two are: see [`crate::relay`].
+    pub fn relay_members(&self) -> Vec<crate::relay::Member> {
+        let members: Vec<crate::relay::Member> = self
+            .files
+            .iter()
+            .flat_map(|f| f.relay.iter())
+            .filter_map(|name| {
+                let m = self.merged.iter().find(|m| &m.peer.name == name)?;
+                Some((name.clone(), m.peer.allowed_ips.clone()))
+            })
+            .collect();
+        if members.len() >= 2 {
+            members
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Bad files and ignored peers, for status `warnings`.
     pub fn warnings(&self) -> Vec<String> {
         self.files
@@ -137,6 +158,7 @@ impl Watch {
                     path: path.clone(),
                     stamp: None,
                     peers: Vec::new(),
+                    relay: Vec::new(),
                     error: None,
                 },
             };
@@ -224,6 +246,7 @@ fn read(file: &mut FileState, stamp: Stamp) {
                 tracing::info!(file = %where_, "peer file gone: no drop-in peers from it");
             }
             file.peers.clear();
+            file.relay.clear();
             file.error = None;
             return;
         }
@@ -235,6 +258,7 @@ fn read(file: &mut FileState, stamp: Stamp) {
         Ok(document) => {
             tracing::info!(file = %where_, source = %document.source, peers = document.peers.len(), "read peer file");
             file.peers = document.peers;
+            file.relay = document.relay;
             file.error = None;
         }
         Err(e) => {

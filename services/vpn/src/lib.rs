@@ -12,6 +12,7 @@
 pub mod config;
 pub mod device;
 pub mod dropin;
+pub mod relay;
 pub mod render;
 pub mod stats;
 pub mod tunnel;
@@ -42,6 +43,9 @@ pub struct Vpn {
     applied: Mutex<Option<VpnConfig>>,
     /// The drop-in peer files and what they give.
     dropins: Mutex<dropin::Watch>,
+    /// The peers this hub forwards between, as last applied, and why the
+    /// relay could not be set up (for warnings).
+    relay: Mutex<(Vec<relay::Member>, Option<String>)>,
     published: Option<PeerTable>,
 }
 
@@ -67,7 +71,46 @@ impl Vpn {
             device::apply(&config.interface, backend, update).await?;
         }
         self.remember_applied(&effective);
-        device::configure_link(&effective).await
+        device::configure_link(&effective).await?;
+        // A new interface has forwarding off: set the relay up again.
+        if let Ok(mut r) = self.relay.lock() {
+            r.0.clear();
+        }
+        self.sync_relay(&config.interface).await;
+        Ok(())
+    }
+
+    /// Forwarding between the peers a drop-in file lists for relaying; a
+    /// failure is a warning (the tunnels themselves still work).
+    async fn sync_relay(&self, iface: &str) {
+        let members = match self.dropins.lock() {
+            Ok(watch) => watch.relay_members(),
+            Err(_) => return,
+        };
+        let unchanged = self
+            .relay
+            .lock()
+            .is_ok_and(|r| r.0 == members && r.1.is_none());
+        if unchanged {
+            return;
+        }
+        let error = match relay::apply(iface, &members).await {
+            Ok(()) => {
+                let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+                tracing::info!(members = ?names, "relay between peers set");
+                None
+            }
+            Err(e) => {
+                tracing::error!("cannot relay between peers: {e}");
+                Some(format!(
+                    "relay between {} peers not set up: {e}",
+                    members.len()
+                ))
+            }
+        };
+        if let Ok(mut r) = self.relay.lock() {
+            *r = (members, error);
+        }
     }
 
     /// `config` plus the drop-in peers in effect now.
@@ -201,6 +244,9 @@ impl Service for Vpn {
         } else {
             remove_dead_socket(&device::uapi_socket(&iface));
         }
+        if let Err(e) = relay::remove(&iface).await {
+            tracing::warn!(interface = %iface, error = %e, "could not remove the relay");
+        }
         let _ = std::fs::remove_file(record_path);
     }
 
@@ -227,6 +273,13 @@ impl Service for Vpn {
             report.warnings.extend(watch.warnings());
             if !config.peer_files.is_empty() {
                 report.detail.insert("peer_files".into(), watch.detail());
+            }
+        }
+        let (members, relay_error) = self.relay.lock().map(|r| r.clone()).unwrap_or_default();
+        report.warnings.extend(relay_error);
+        if !members.is_empty() {
+            if let Some(bytes) = relay::counters(&config.interface, &members).await {
+                report.detail.insert("relay".into(), relay::detail(&bytes));
             }
         }
         if let Ok(mut last) = self.last_table.lock() {
@@ -274,6 +327,7 @@ impl Service for Vpn {
         }
         self.remember_applied(config);
         device::sync_routes(config).await?;
+        self.sync_relay(&config.interface).await;
         tracing::info!(peers = config.peers.len(), "peers applied live");
         Ok(())
     }

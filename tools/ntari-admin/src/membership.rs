@@ -672,8 +672,13 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
                 Ok(_) => "in_force".into(),
                 Err(e) => e.kind().into(),
             });
+        let state = match link["relayed_via"].as_str() {
+            Some(hub) => format!("{state}, relayed via {hub}"),
+            None => state,
+        };
         rows.push(serde_json::json!({
             "partner": partner.coop, "agreement": a.id, "state": state,
+            "relayed_via": link["relayed_via"],
             "we_grant": we_grant.label(), "they_grant": a.trust_granted_by(&partner.coop).label(),
             "valid_until": a.valid.not_after.text,
             "handshake_age_s": handshakes.iter().find(|(k, _)| *k == partner.wireguard_key).map(|(_, t)| *t),
@@ -722,7 +727,7 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     println!(
-        "{:<16} {:<28} {:<18} {:<10} {:<10} {:<21} {:<10} LAST SEEN",
+        "{:<16} {:<28} {:<30} {:<10} {:<10} {:<21} {:<10} LAST SEEN",
         "PARTNER", "AGREEMENT", "STATE", "WE GRANT", "THEY GRANT", "VALID UNTIL", "HANDSHAKE"
     );
     let now_ms = now
@@ -738,7 +743,7 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
             _ => "never".to_string(),
         };
         println!(
-            "{:<16} {:<28} {:<18} {:<10} {:<10} {:<21} {:<10} {seen}",
+            "{:<16} {:<28} {:<30} {:<10} {:<10} {:<21} {:<10} {seen}",
             r["partner"].as_str().unwrap_or("?"),
             r["agreement"].as_str().unwrap_or("?"),
             r["state"].as_str().unwrap_or("?"),

@@ -130,6 +130,18 @@ struct Control {
     /// joiner learns that its draft was approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agreement: Option<String>,
+    /// From a hub: the other members it relays to, for a member whose
+    /// agreement with the hub allows relaying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    relay: Option<Vec<RelayRoute>>,
+}
+
+/// A member a hub relays to: reach `tunnel_address` through the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayRoute {
+    pub coop: String,
+    pub tunnel_address: std::net::IpAddr,
 }
 
 /// A document from the partner for the main loop to check.
@@ -139,12 +151,17 @@ pub enum PartnerDocument {
     Revocation(Vec<u8>),
     /// The agreement's text, co-signed.
     Agreement(String),
+    /// The members the partner, a hub, relays to.
+    Relay(Vec<RelayRoute>),
 }
 
 /// Messages to a link's task.
 enum Command {
     /// Tell the partner: this agreement is revoked (the YAML text).
     Revoke(String),
+    /// Tell the partner (a member of ours, a hub): these are the others
+    /// we relay to.
+    Relay(Vec<RelayRoute>),
     /// Take the routes down (recording them) and end.
     Stop,
 }
@@ -203,6 +220,10 @@ impl Link {
             commands,
             task,
         }
+    }
+
+    pub fn set_relay(&self, routes: Vec<RelayRoute>) {
+        let _ = self.commands.send(Command::Relay(routes));
     }
 
     pub fn revoke(&self, revocation_yaml: String) {
@@ -362,6 +383,8 @@ struct LinkState {
     published_manifest: Option<Manifest>,
     /// Since when the partner's bridge is not seen, while we hold imports.
     partner_lost: Option<Instant>,
+    /// On a hub: the other members it relays to, as last sent.
+    relay_routes: Option<Vec<RelayRoute>>,
 }
 
 /// The link's own endpoints on the federation domain. Field order: the
@@ -397,6 +420,7 @@ async fn run(
         service_nodes: HashSet::new(),
         published_manifest: None,
         partner_lost: None,
+        relay_routes: None,
     };
     let mut tick = tokio::time::interval(RETRY);
     loop {
@@ -438,6 +462,12 @@ async fn run(
                         }
                     }
                     return;
+                }
+                Some(Command::Relay(routes)) => {
+                    if state.relay_routes.as_ref() != Some(&routes) {
+                        state.relay_routes = Some(routes);
+                        state.publish_control();
+                    }
                 }
                 Some(Command::Stop) | None => break,
             },
@@ -484,17 +514,8 @@ impl LinkState {
             control_notify,
             participant,
         };
-        if let Some(text) = &plan.document {
-            let control = Control {
-                version: 1,
-                revocation: None,
-                agreement: Some(text.clone()),
-            };
-            if let Err(e) = publish_json(&fed.control_out, &control) {
-                tracing::warn!(error = %e, "cannot send the agreement to the partner");
-            }
-        }
         self.fed = Some(fed);
+        self.publish_control();
         self.start_services();
         self.shared.audit.record(
             "link_up",
@@ -959,8 +980,33 @@ impl LinkState {
             // Only a link waiting for the partner's signature wants it.
             if let Some(agreement) = control.agreement.filter(|_| self.plan.awaiting_partner) {
                 let document = PartnerDocument::Agreement(agreement);
-                let _ = self.shared.partner_documents.send((id, document));
+                let _ = self.shared.partner_documents.send((id.clone(), document));
             }
+            // Routes through a hub only where we agreed to relaying.
+            if let Some(routes) = control.relay.filter(|_| self.plan.relay) {
+                let _ = self
+                    .shared
+                    .partner_documents
+                    .send((id, PartnerDocument::Relay(routes)));
+            }
+        }
+    }
+
+    /// The control document as things are: the agreement's text (for a
+    /// joiner waiting for it) and, on a hub, the members it relays to.
+    fn publish_control(&self) {
+        let Some(fed) = &self.fed else { return };
+        if self.plan.document.is_none() && self.relay_routes.is_none() {
+            return;
+        }
+        let control = Control {
+            version: 1,
+            revocation: None,
+            agreement: self.plan.document.clone(),
+            relay: self.relay_routes.clone(),
+        };
+        if let Err(e) = publish_json(&fed.control_out, &control) {
+            tracing::warn!(error = %e, "cannot send the control document to the partner");
         }
     }
 
@@ -970,6 +1016,7 @@ impl LinkState {
                 version: 1,
                 revocation: Some(yaml.to_string()),
                 agreement: None,
+                relay: None,
             };
             if let Err(e) = publish_json(&fed.control_out, &control) {
                 tracing::warn!(error = %e, "cannot send the revocation to the partner");

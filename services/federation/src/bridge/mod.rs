@@ -42,7 +42,7 @@ use crate::agreement::{self, AgreementError, Checked};
 use crate::render::BridgePlan;
 use crate::trust;
 use audit::Audit;
-use link::{Link, LinkSnapshot, PartnerDocument, Shared};
+use link::{Link, LinkSnapshot, PartnerDocument, RelayRoute, Shared};
 use local::{LocalGraph, WriterTable};
 use plan::LinkPlan;
 
@@ -142,6 +142,8 @@ struct AgreementReport {
     /// `in_force`, or why not: `expired`, `revoked`, `tampered`, …
     state: String,
     message: Option<String>,
+    /// The hub (coop) through which the partner is reached, if any.
+    relayed_via: Option<String>,
     link: Option<LinkSnapshot>,
 }
 
@@ -185,6 +187,13 @@ struct Bridge {
     /// Trust we lowered with `set-trust`, by agreement.
     trust_caps: HashMap<String, Trust>,
     enrollment: enroll::Enrollment,
+    /// From each hub we agreed relaying with (by agreement id): the other
+    /// members it relays to.
+    relay_routes: HashMap<String, Vec<RelayRoute>>,
+    /// Agreements whose partner we reach through a hub: the hub's coop.
+    relayed_via: HashMap<String, String>,
+    /// On a hub: the peers ntari-vpn forwards between, as last written.
+    relaying: Vec<String>,
     /// sha256 of each agreement file as last recorded in the audit log.
     seen: HashMap<String, String>,
     next_check: SystemTime,
@@ -252,6 +261,9 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
         awaiting: HashMap::new(),
         trust_caps: HashMap::new(),
         enrollment,
+        relay_routes: HashMap::new(),
+        relayed_via: HashMap::new(),
+        relaying: Vec::new(),
         seen: HashMap::new(),
         next_check: SystemTime::now(),
         peers_written: None,
@@ -280,6 +292,13 @@ async fn serve(plan: BridgePlan) -> Result<(), String> {
             Some((id, document)) = documents_rx.recv() => match document {
                 PartnerDocument::Revocation(bytes) => bridge.partner_revoked(&id, &bytes),
                 PartnerDocument::Agreement(text) => bridge.partner_approved(&id, &text),
+                PartnerDocument::Relay(routes) => {
+                    if bridge.relay_routes.get(&id) != Some(&routes) {
+                        bridge.shared.audit.record("relay_routes_received", serde_json::json!({
+                            "agreement": id, "members": routes.iter().map(|r| &r.coop).collect::<Vec<_>>()}));
+                        bridge.relay_routes.insert(id, routes);
+                    }
+                }
             },
             _ = terminate.recv() => break,
         }
@@ -624,7 +643,74 @@ impl Bridge {
             .chain(self.lingering.iter().map(|(l, _)| l))
             .map(|l| l.plan.clone())
             .collect();
+        // Routes count only from hubs we (still) agree relaying with.
+        let links = &self.links;
+        self.relay_routes
+            .retain(|id, _| links.get(id).is_some_and(|l| l.plan.relay));
+        self.reconcile_relay();
         self.write_peers(&peers);
+    }
+
+    /// On a hub: the partners whose agreements allow relaying, if two or
+    /// more, are relayed between; each is told the others' addresses.
+    fn reconcile_relay(&mut self) {
+        let members: Vec<&LinkPlan> = self
+            .links
+            .values()
+            .map(|l| &l.plan)
+            .filter(|p| p.relay && !p.awaiting_partner)
+            .collect();
+        let relaying = members.len() >= 2;
+        for link in self.links.values() {
+            let p = &link.plan;
+            if !p.relay || p.awaiting_partner {
+                continue;
+            }
+            let routes = members
+                .iter()
+                .filter(|m| relaying && m.agreement != p.agreement)
+                .map(|m| RelayRoute {
+                    coop: m.partner_coop.clone(),
+                    tunnel_address: m.partner_address,
+                })
+                .collect();
+            link.set_relay(routes);
+        }
+        let mut names: Vec<String> = if relaying {
+            members
+                .iter()
+                .map(|p| format!("federation:{}", p.agreement))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        names.sort();
+        if names != self.relaying {
+            self.shared.audit.record(
+                "relay_members",
+                serde_json::json!({"members": members.iter().filter(|_| relaying).map(|p| &p.partner_coop).collect::<Vec<_>>()}),
+            );
+            self.relaying = names;
+        }
+    }
+
+    /// Agreements whose partner has no endpoint of its own and is one a
+    /// hub we agreed relaying with relays to, at the agreement's address:
+    /// agreement id → the hub's agreement id.
+    fn via_hub(&self, plans: &[LinkPlan]) -> HashMap<String, String> {
+        let mut via = HashMap::new();
+        for p in plans.iter().filter(|p| p.partner_endpoint.is_none()) {
+            let hub = self.relay_routes.iter().find(|(hub, routes)| {
+                **hub != p.agreement
+                    && routes
+                        .iter()
+                        .any(|r| r.coop == p.partner_coop && r.tunnel_address == p.partner_address)
+            });
+            if let Some((hub, _)) = hub {
+                via.insert(p.agreement.clone(), hub.clone());
+            }
+        }
+        via
     }
 
     /// The revocation file for agreement `id`, if one exists.
@@ -669,23 +755,43 @@ impl Bridge {
     }
 
     fn write_peers(&mut self, plans: &[LinkPlan]) {
+        let host = |a: &std::net::IpAddr| format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 });
+        // A partner reached through a hub has no peer of its own: its
+        // address is routed to the hub's peer.
+        let via = self.via_hub(plans);
+        self.relayed_via = via
+            .iter()
+            .filter_map(|(id, hub)| {
+                Some((id.clone(), self.links.get(hub)?.plan.partner_coop.clone()))
+            })
+            .collect();
         let mut peers: Vec<serde_json::Value> = plans
             .iter()
+            .filter(|p| !via.contains_key(&p.agreement))
             .map(|p| {
-                let prefix = if p.partner_address.is_ipv4() { 32 } else { 128 };
+                let mut allowed = vec![host(&p.partner_address)];
+                allowed.extend(
+                    plans
+                        .iter()
+                        .filter(|q| via.get(&q.agreement) == Some(&p.agreement))
+                        .map(|q| host(&q.partner_address)),
+                );
                 serde_json::json!({
                     "name": format!("federation:{}", p.agreement),
                     "public_key": p.partner_wireguard_key,
                     "endpoint": p.partner_endpoint,
-                    "allowed_ips": [format!("{}/{prefix}", p.partner_address)],
+                    "allowed_ips": allowed,
                     "persistent_keepalive": PERSISTENT_KEEPALIVE,
                     "not_after": humantime::format_rfc3339_seconds(p.not_after).to_string(),
                 })
             })
             .collect();
         peers.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        let document =
+        let mut document =
             serde_json::json!({"version": 1, "source": "ntari-federation", "peers": peers});
+        if !self.relaying.is_empty() {
+            document["relay"] = self.relaying.clone().into();
+        }
         let text = format!("{document:#}\n");
         if self.peers_written.as_deref() == Some(text.as_str()) {
             return;
@@ -753,6 +859,7 @@ impl Bridge {
                         .map(|(_, p)| p.partner_coop.clone()),
                     state,
                     message,
+                    relayed_via: self.relayed_via.get(&c.id).cloned(),
                     link: link.map(Link::snapshot),
                 }
             })
