@@ -7,10 +7,11 @@
 # veth, "the internet"), coop_b in ntari-fed-b (198.51.100.2). In each:
 # a node key (`ntari-admin key init`), ntari-vpn (boringtun; its only peers
 # come from the federation's wireguard-peers.json) and ntari-federation;
-# in coop_a also ntari-ntp (examples/ntp.toml). coop_a drafts the agreement
-# with `ntari-admin federation agreement draft`, exports its health topics,
-# both sign it with `ntari-admin federation agreement sign`, both install
-# it; then, from inside coop_b, ci/demo.py --federation shows
+# in coop_a also ntari-ntp (examples/ntp.toml). coop_a invites coop_b
+# (`ntari-admin federation invite`, examples/federation/template.yaml),
+# coop_b joins with the code, coop_a approves: the agreement, both
+# WireGuard peers and the tunnel follow, no key copied by hand. Then,
+# from inside coop_b, ci/demo.py --federation shows
 # /remote/coop_a/ntari/ntp/health and the proxy nodes.
 # Everything started here is ended by PID, then the namespaces are deleted
 # (taking the veth and WireGuard interfaces with them), also on failure.
@@ -78,7 +79,7 @@ node_args() {   # node_args <coop> <service> <config>
 echo
 echo "================ ntari-federation: coop_a's health on coop_b's graph ================"
 fed_down   # leftovers of an earlier, interrupted run
-declare -A did wgpub
+declare -A did
 ip netns add "${ns[coop_a]}"
 ip netns add "${ns[coop_b]}"
 ip link add ntari-fed0 netns "${ns[coop_a]}" type veth peer name ntari-fed1 netns "${ns[coop_b]}"
@@ -97,7 +98,6 @@ for coop in coop_a coop_b; do
   did[$coop]=$(awk '/^did:/ {print $NF}' <<<"$out")
   echo "did: ${did[$coop]}"
   (umask 077; wg genkey >"$fed/$coop/vpn/state/private.key")
-  wgpub[$coop]=$(wg pubkey <"$fed/$coop/vpn/state/private.key")
   cat >"$fed/$coop/vpn.toml" <<EOF
 interface = "${iface[$coop]}"
 backend = "boringtun"
@@ -122,42 +122,43 @@ done
 # shellcheck disable=SC2046
 start coop_a ntari-ntp $bin/ntari-ntp $(node_args coop_a ntp examples/ntp.toml) --metrics-port 19703
 
-agreement=$fed/coop-a-coop-b.yaml
-echo
-echo "\$ ntari-admin federation agreement draft --id coop-a-coop-b --ours coop_a --theirs coop_b \\"
-echo "    --our-wireguard-key ${wgpub[coop_a]} --our-tunnel-address ${tunnel[coop_a]} --our-endpoint ${addr[coop_a]}:51820 \\"
-echo "    --their-did ${did[coop_b]} --their-wireguard-key ${wgpub[coop_b]} \\"
-echo "    --their-tunnel-address ${tunnel[coop_b]} --their-endpoint ${addr[coop_b]}:51820 --days 1 --out coop-a-coop-b.yaml"
-$bin/ntari-admin federation agreement draft --id coop-a-coop-b --ours coop_a --theirs coop_b \
-  --node-config "$fed/coop_a/ntari.toml" \
-  --our-wireguard-key "${wgpub[coop_a]}" --our-tunnel-address "${tunnel[coop_a]}" --our-endpoint "${addr[coop_a]}:51820" \
-  --their-did "${did[coop_b]}" --their-wireguard-key "${wgpub[coop_b]}" \
-  --their-tunnel-address "${tunnel[coop_b]}" --their-endpoint "${addr[coop_b]}:51820" \
-  --not-before "$(date -u -d '-1 min' +%Y-%m-%dT%H:%M:%SZ)" --days 1 --out "$agreement"
-# coop_a exports its health topics (the first `topics: []` is coop_a's).
-awk '!done && /^    topics: \[\]$/ {
-       print "    topics:"; print "      - name: /ntari/*/health"; print "        type: std_msgs/msg/Bool"
-       done = 1; next }
-     { print }' "$agreement" >"$agreement.new"
-mv "$agreement.new" "$agreement"
-echo "(exports.coop_a.topics edited to: /ntari/*/health, std_msgs/msg/Bool)"
-echo
-echo "\$ ntari-admin federation agreement show coop-a-coop-b.yaml   # exit 1: not signed yet"
-{ $bin/ntari-admin federation agreement show "$agreement" || true; } | sed 's/^/  /'
+# admin <coop> <args…>: `ntari-admin federation <args…>` on that hub (in its
+# namespace, on its files).
+admin() {
+  local coop=$1
+  shift
+  ip netns exec "${ns[$coop]}" $bin/ntari-admin federation "$@" --config "$fed/$coop/federation.toml" \
+    --state-dir "$fed/$coop/federation/state" --run-dir "$fed/$coop/federation/run"
+}
+# Both tunnels and bridges up before the invite reads the interface.
 for coop in coop_a coop_b; do
-  echo
-  echo "\$ ntari-admin federation agreement sign coop-a-coop-b.yaml   # on $coop"
-  $bin/ntari-admin federation agreement sign "$agreement" --key "$fed/$coop/node.key" \
-    --node-config "$fed/$coop/ntari.toml" | sed 's/^/  /'
+  for i in $(seq 100); do
+    ip netns exec "${ns[$coop]}" wg show "${iface[$coop]}" public-key >/dev/null 2>&1 \
+      && [ -s "$fed/$coop/federation/run/bridge-state.json" ] && break
+    sleep 0.2
+  done
 done
+
 echo
-echo "\$ ntari-admin federation agreement verify coop-a-coop-b.yaml"
-$bin/ntari-admin federation agreement verify "$agreement" | sed 's/^/  /'
+echo "\$ ntari-admin federation invite --coop coop_b --trust observer --address ${addr[coop_a]} \\"
+echo "    --template examples/federation/template.yaml   # on coop_a"
+code=$(admin coop_a invite --coop coop_b --trust observer --address "${addr[coop_a]}" \
+  --template examples/federation/template.yaml --expires 1h | tee /dev/stderr | tail -n 1)
 echo
-echo "\$ install -m 0644 coop-a-coop-b.yaml /etc/ntari/federation/   # on both hubs"
-for coop in coop_a coop_b; do install -m 0644 "$agreement" "$fed/$coop/agreements/coop-a-coop-b.yaml"; done
+echo "\$ ntari-admin federation join '${code:0:40}…'   # on coop_b: no key copied by hand"
+admin coop_b join "$code" | sed 's/^/  /'
+echo
+echo "\$ ntari-admin federation list   # on coop_a"
+admin coop_a list | sed 's/^/  /'
+echo
+echo "\$ ntari-admin federation approve coop-a-coop-b   # on coop_a"
+admin coop_a approve coop-a-coop-b | sed 's/^/  /'
+echo
 
 ip netns exec "${ns[coop_b]}" .venv/bin/python ci/demo.py --federation coop_a ntp
+echo
+echo "\$ ntari-admin federation list   # on coop_b"
+admin coop_b list | sed 's/^/  /'
 echo
 echo "\$ ip netns exec ${ns[coop_b]} wg show ${iface[coop_b]}   # the peer came from the agreement"
 ip netns exec "${ns[coop_b]}" wg show "${iface[coop_b]}" | sed 's/^/  /'

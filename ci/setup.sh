@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 # and dnsperf to the benchmark; kea-dhcp4-server is ntari-dhcp's daemon (with
 # the lease_cmds hook), kea-admin brings perfdhcp, udhcpc (busybox) is the
 # DHCP client of the tests; wireguard-tools (wg) and wireguard-go are
-# ntari-vpn's tools and second backend, iperf3 and ping its tests' traffic.
+# ntari-vpn's tools and second backend, nftables (nft) what a relaying hub
+# filters forwarded traffic with, iperf3 and ping its tests' traffic.
 apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux
   chrony dnsmasq-base bind9-dnsutils dnsperf kea-dhcp4-server kea-admin udhcpc
-  wireguard-tools wireguard-go iperf3 iputils-ping)
+  wireguard-tools wireguard-go nftables iperf3 iputils-ping)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

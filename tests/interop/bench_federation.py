@@ -31,6 +31,9 @@ inside the namespaces with ``ip netns exec`` by this same script in
   federation node and of its bridge process (``ntari-federation __bridge``,
   below the node's guard), and their CPU (utime+stime, node + guard +
   bridge) over --cpu-window s, in % of one core.
+* Joining: coop_a invites, coop_b joins, coop_a approves, all with the
+  real ntari-admin: how long `join` takes, and from `approve` until
+  coop_b's bridge imports coop_a's routes (the tunnel had to come up).
 * Scale: a hub federated with --partners cooperatives (each agreement its
   own federation domain), all links up within --link-timeout s; the hub
   bridge's idle RSS and CPU, and the latency from the last partner to a
@@ -315,6 +318,7 @@ def main() -> int:
     ap.add_argument("--cpu-window", type=float, default=20.0)
     ap.add_argument("--partners", type=int, default=TARGET_PARTNERS, help="cooperatives on the hub (0: skip)")
     ap.add_argument("--link-timeout", type=float, default=60.0)
+    ap.add_argument("--no-join", action="store_true", help="skip the invite/join figures")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     # agent mode (run by the orchestrator inside a namespace)
     ap.add_argument("--agent", choices=("pub", "sub"))
@@ -409,6 +413,55 @@ def main() -> int:
     rows.append(row(f"idle CPU over {args.cpu_window:g} s, node / bridge / node+guard+bridge (1 agreement)",
                     f"{idle['node_cpu']:.2f} / {idle['bridge_cpu']:.2f} / {idle['total_cpu']:.2f} % of a core",
                     "", None))
+
+    # -- joining by invite --------------------------------------------------------
+    if not args.no_join:
+        fed = Federation(work / "join", args.bin_dir, local)
+        try:
+            fed.create()
+            a, b = fed.add("coop_a"), fed.add("coop_b")
+            for c in (a, b):
+                deadline = time.monotonic() + 30
+                while c.run(["wg", "show", c.iface, "public-key"], check=False).returncode != 0 \
+                        or not c.bridge_state():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{c.name}: vpn or bridge not up")
+                    time.sleep(0.2)
+            hub = lambda c: ["--config", c.dir / "federation.toml", "--state-dir", c.fed_state,
+                             "--run-dir", c.fed_run]
+            admin = lambda c, *argv: c.run([fed.bin / "ntari-admin", "federation", *argv, *hub(c)], timeout=60)
+            t0 = time.monotonic()
+            code = admin(a, "invite", "--coop", "coop_b", "--trust", "observer", "--address", a.address,
+                         "--no-qr", "--domain", str(fed_domains[0])).stdout.strip().splitlines()[-1]
+            invite_s = time.monotonic() - t0
+            deadline = time.monotonic() + 10
+            while not (a.bridge_state().get("join") or {}).get("listening"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the join endpoint did not open")
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            admin(b, "join", code)
+            join_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            admin(a, "approve", "coop-a-coop-b")
+            approve_s = time.monotonic() - t0
+            deadline = t0 + args.link_timeout
+            while (b.link("coop-a-coop-b").get("link") or {}).get("routes_in", 0) == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"coop_b imports nothing: {b.link('coop-a-coop-b')}")
+                time.sleep(0.1)
+            flowing_s = time.monotonic() - t0
+            print(f"join: invite {invite_s:.2f} s, join {join_s:.2f} s, approve {approve_s:.2f} s, "
+                  f"approve → imports {flowing_s:.1f} s", file=sys.stderr)
+        except Exception:
+            print(fed.logs(), file=sys.stderr)
+            raise
+        finally:
+            fed.remove()
+        rows.append(row("join by invite: `ntari-admin federation invite` / `join` / `approve`, wall time",
+                        f"{invite_s * 1000:.0f} / {join_s * 1000:.0f} / {approve_s * 1000:.0f} ms", "", None))
+        rows.append(row("join by invite: from `approve` until the joiner's bridge imports the inviter's routes",
+                        f"{flowing_s:.1f} s", "", None))
 
     # -- a hub and its partners -------------------------------------------------
     if args.partners > 0:

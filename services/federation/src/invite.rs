@@ -550,6 +550,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_template_parses() {
+        let text = include_str!("../../../examples/federation/template.yaml");
+        let template = Template::parse(text).unwrap();
+        assert_eq!(template.exports.inviter.topics.len(), 2);
+    }
+
+    #[test]
     fn hmac_checks_key_and_message() {
         let key = proof_key(b"secret");
         let mac = hmac_hex(&key, b"challenge");

@@ -505,10 +505,27 @@ pub async fn join(
         endpoint: endpoint.clone(),
         message,
     };
-    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(&code.join))
+    // The endpoint opens within a second of the invite: a join right
+    // after it (a script, a quick admin) is refused a moment, not failed.
+    let attempt = async {
+        loop {
+            match TcpStream::connect(&code.join).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
+    };
+    let stream = tokio::time::timeout(IO_TIMEOUT, attempt)
         .await
-        .map_err(|_| connect(format!("no answer within {} s", IO_TIMEOUT.as_secs())))?
-        .map_err(|e| connect(format!("{e} (is the invite still pending there?)")))?;
+        .map_err(|_| {
+            connect(format!(
+                "no answer within {} s (is the invite still pending there, and the port open?)",
+                IO_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| connect(e.to_string()))?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     // Only the inviter's DID may answer, within the clock window, once.

@@ -85,6 +85,8 @@ struct JoinState {
     listening: bool,
     address: String,
     open_invites: usize,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 pub fn probe(state_file: &Path, now: SystemTime) -> Result<ProbeReport, String> {
@@ -201,6 +203,7 @@ fn report(state: &BridgeState) -> ProbeReport {
     report.detail.insert("did".into(), state.did.clone().into());
     report.detail.insert("agreements".into(), agreements.into());
     if let Some(join) = &state.join {
+        report.warnings.extend(join.error.clone());
         report.detail.insert(
             "join_endpoint".into(),
             serde_json::json!({"listening": join.listening, "address": join.address,

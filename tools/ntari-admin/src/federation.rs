@@ -155,7 +155,7 @@ pub struct DraftArgs {
 
 pub async fn run(command: &FederationCommand, node_config: &Path) -> anyhow::Result<Exit> {
     match command {
-        FederationCommand::Member(command) => crate::membership::run(command).await,
+        FederationCommand::Member(command) => crate::membership::run(command, node_config).await,
         FederationCommand::Log { state_dir, json } => log(state_dir, *json),
         FederationCommand::Agreement { command } => match command {
             AgreementCommand::Draft(args) => draft(args, node_config),

@@ -103,8 +103,9 @@ enum Command {
         #[command(subcommand)]
         command: DomainCommand,
     },
-    /// Federation with other cooperatives: agreements (draft, sign, verify,
-    /// show, revoke) and ntari-federation's audit log.
+    /// Federation with other cooperatives: invites and joins, partners
+    /// (list, set-trust, remove), agreements (draft, sign, verify, show,
+    /// revoke) and ntari-federation's audit log.
     Federation {
         #[command(subcommand)]
         command: federation::FederationCommand,

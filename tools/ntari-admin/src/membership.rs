@@ -57,6 +57,22 @@ pub enum Level {
     Untrusted,
 }
 
+/// What an invite may grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InviteLevel {
+    Trusted,
+    Observer,
+}
+
+impl From<InviteLevel> for Trust {
+    fn from(l: InviteLevel) -> Trust {
+        match l {
+            InviteLevel::Trusted => Trust::Trusted,
+            InviteLevel::Observer => Trust::Observer,
+        }
+    }
+}
+
 impl From<Level> for Trust {
     fn from(l: Level) -> Trust {
         match l {
@@ -80,7 +96,7 @@ pub enum MemberCommand {
         /// What it may do here: observer (see topics) or trusted (also
         /// call the agreed services).
         #[arg(long, value_enum)]
-        trust: Level,
+        trust: InviteLevel,
         /// How long the code is good for (e.g. 30m, 24h, 7d).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         expires: Duration,
@@ -247,7 +263,7 @@ impl Loaded {
     }
 }
 
-pub async fn run(command: &MemberCommand) -> anyhow::Result<Exit> {
+pub async fn run(command: &MemberCommand, node_config: &Path) -> anyhow::Result<Exit> {
     match command {
         MemberCommand::Invite {
             coop,
@@ -262,8 +278,12 @@ pub async fn run(command: &MemberCommand) -> anyhow::Result<Exit> {
             tunnel,
         } => {
             let hub = Loaded::new(hub)?;
+            let local_domain = ntari_node::config::NodeConfig::load(node_config, false)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .domain_id;
             make_invite(
                 &hub,
+                local_domain,
                 coop,
                 (*trust).into(),
                 *expires,
@@ -299,6 +319,7 @@ pub async fn run(command: &MemberCommand) -> anyhow::Result<Exit> {
 #[allow(clippy::too_many_arguments)]
 fn make_invite(
     hub: &Loaded,
+    local_domain: u32,
     for_coop: &str,
     trust: Trust,
     valid_for: Duration,
@@ -331,8 +352,11 @@ fn make_invite(
     };
     let federation_domain = match domain.or(template.federation_domain) {
         Some(d) if d > MAX_DOMAIN => bail!("--domain {d}: give 0..={MAX_DOMAIN}"),
+        Some(d) if d == local_domain => bail!(
+            "--domain {d} is this hub's own ROS domain (domain_id in ntari.toml); the local graph would leak onto the tunnel: give another"
+        ),
         Some(d) => d,
-        None => free_domain(hub)?,
+        None => free_domain(hub, local_domain)?,
     };
     let endpoint = format!("{}:{wireguard_port}", bracket(address));
     let inviter = hub.party(tunnel, Some(endpoint))?;
@@ -357,6 +381,12 @@ fn make_invite(
         serde_json::json!({"invite": record.id, "for": for_coop, "trust": trust.label(),
             "expires": record.expires, "federation_domain": federation_domain}),
     );
+    if !endpoint_opens(&hub.hub.run_dir, Duration::from_secs(3)) {
+        eprintln!(
+            "ntari-admin: warning: ntari-federation has not opened the join endpoint on {} yet: is it running (rc-service ntari-federation status)? Its status says why not.",
+            hub.config.join_listen
+        );
+    }
     if qr {
         match qrcode::QrCode::new(code.as_bytes()) {
             Ok(qr) => println!(
@@ -378,6 +408,22 @@ fn make_invite(
     Ok(Exit::Ok)
 }
 
+/// Whether the bridge's state file says the join endpoint listens,
+/// within `wait` (its loop looks at the invites once a second).
+fn endpoint_opens(run_dir: &Path, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let listening = fs::read_to_string(run_dir.join("bridge-state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["join"]["listening"] == true);
+        if listening || std::time::Instant::now() >= deadline {
+            return listening;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `[v6]` for a literal IPv6 address in `host:port`.
 fn bracket(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -389,7 +435,7 @@ fn bracket(host: &str) -> String {
 
 /// The first domain from 77 up that no agreement, draft or open invite of
 /// this hub uses, and that is not the local ROS domain.
-fn free_domain(hub: &Loaded) -> anyhow::Result<u32> {
+fn free_domain(hub: &Loaded, local_domain: u32) -> anyhow::Result<u32> {
     let mut used: Vec<u32> = Vec::new();
     for dir in [hub.config.agreements_dir.clone(), hub.pending_dir()] {
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -413,12 +459,7 @@ fn free_domain(hub: &Loaded) -> anyhow::Result<u32> {
             .filter(|r| r.is_open(now))
             .map(|r| r.federation_domain),
     );
-    if let Some(local) = std::env::var("ROS_DOMAIN_ID")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        used.push(local);
-    }
+    used.push(local_domain);
     (77..=MAX_DOMAIN)
         .chain(1..77)
         .find(|d| !used.contains(d))
@@ -606,6 +647,11 @@ fn set_trust(hub: &Loaded, coop: &str, level: Trust) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The partner's coop name in `a` (we are `ours`).
+fn coop_name<'a>(a: &'a Agreement, ours: &str) -> &'a str {
+    a.other_party(ours).map_or("", |p| p.coop.as_str())
+}
+
 fn remove(hub: &Loaded, coop: &str, reason: &str) -> anyhow::Result<Exit> {
     let found = agreements_with(hub, coop);
     if found.is_empty() {
@@ -615,6 +661,26 @@ fn remove(hub: &Loaded, coop: &str, reason: &str) -> anyhow::Result<Exit> {
         );
     }
     for (path, a) in &found {
+        // A join's draft the partner never co-signed was never in force:
+        // it goes, there is nothing to revoke.
+        let draft_only = fs::read(path)
+            .ok()
+            .map(|bytes| agreement::verify_signed(&bytes, "draft"))
+            .is_some_and(|v| matches!(v, Err(agreement::AgreementError::MissingSignature { coop: ref missing, .. }) if missing == coop_name(a, &hub.config.coop)));
+        if draft_only {
+            fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+            hub.audit(
+                "draft_removed",
+                serde_json::json!({"agreement": a.id, "partner": coop, "reason": reason,
+                    "file": path.display().to_string()}),
+            );
+            eprintln!(
+                "Removed the draft {} ({}): {coop} never approved it.",
+                a.id,
+                path.display()
+            );
+            continue;
+        }
         let yaml = agreement::make_revocation(a, &hub.key, reason, SystemTime::now())?;
         let out = hub
             .config

@@ -69,6 +69,11 @@ impl Enrollment {
         self.listen
     }
 
+    /// Why the endpoint could not open, if it could not.
+    pub fn error(&self) -> Option<&str> {
+        self.bind_error.as_deref()
+    }
+
     /// Opens the endpoint if an invite is pending, closes it if none is.
     pub fn reconcile(&mut self, now: SystemTime) {
         self.open_invites = self.invites.open_count(now);
@@ -76,6 +81,7 @@ impl Enrollment {
         match (&self.server, want) {
             (None, true) => self.open(),
             (Some(_), false) => self.close(),
+            (None, false) => self.bind_error = None,
             _ => {}
         }
     }

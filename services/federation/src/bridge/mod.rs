@@ -164,6 +164,7 @@ struct JoinReport {
     listening: bool,
     address: String,
     open_invites: usize,
+    error: Option<String>,
 }
 
 struct Bridge {
@@ -551,7 +552,10 @@ impl Bridge {
                 );
             }
             Err(e) => {
+                let ours_awaiting = matches!(e, AgreementError::MissingSignature { coop, .. } if *coop != self.plan.coop)
+                    && self.signed_by_us_only(&c.path, SystemTime::now()).is_some();
                 let event = match e.kind() {
+                    _ if ours_awaiting => "agreement_awaiting_partner",
                     "expired" => "agreement_expired",
                     "revoked" => "revoked",
                     _ => "agreement_refused",
@@ -877,6 +881,7 @@ impl Bridge {
                 listening: self.enrollment.is_listening(),
                 address: self.enrollment.listen_address().to_string(),
                 open_invites: self.enrollment.open_invites,
+                error: self.enrollment.error().map(str::to_string),
             },
         };
         match serde_json::to_vec_pretty(&state) {
