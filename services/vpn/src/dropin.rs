@@ -93,6 +93,9 @@ impl Watch {
         if self.base.is_none() {
             return false;
         }
+        // The peers, or only whom to relay between (a file that changed
+        // its `relay` list alone): both as they were before the poll.
+        let before = (self.merged.clone(), self.relay_members());
         let files_changed = self.poll();
         let expired = self
             .merged
@@ -101,9 +104,8 @@ impl Watch {
         if !files_changed && !expired {
             return false;
         }
-        let before = self.merged.clone();
         self.merge(now);
-        self.merged != before
+        (self.merged.clone(), self.relay_members()) != before
     }
 
     /// The peers in effect that a file asks this hub to forward between
@@ -423,6 +425,36 @@ mod tests {
         std::fs::remove_file(dir.path().join("one.json")).unwrap();
         assert!(watch.tick(soon));
         assert_eq!(names(&watch.effective(&base, soon)), ["a"]);
+    }
+
+    #[test]
+    fn a_changed_relay_list_alone_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = config(dir.path());
+        let now = SystemTime::now();
+        let mut watch = Watch::default();
+        let one = dir.path().join("one.json");
+        let peers = vec![
+            peer("b", KEY_B, "10.77.0.3/32", None),
+            peer("c", KEY_C, "10.77.0.4/32", None),
+        ];
+        write(&one, peers.clone());
+        watch.effective(&base, now);
+        assert!(watch.relay_members().is_empty());
+
+        let mut doc = WireguardPeers::new("test", peers);
+        doc.relay = vec!["b".into(), "c".into()];
+        std::fs::write(&one, doc.to_json()).unwrap();
+        assert!(watch.tick(now), "the relay list changed");
+        let members = watch.relay_members();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[1].1, vec!["10.77.0.4/32".parse::<IpNet>().unwrap()]);
+
+        // One member left: no relaying (a relay needs two).
+        doc.relay = vec!["b".into()];
+        std::fs::write(&one, doc.to_json()).unwrap();
+        assert!(watch.tick(now));
+        assert!(watch.relay_members().is_empty());
     }
 
     #[test]
