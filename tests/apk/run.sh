@@ -63,7 +63,8 @@ expected() {
 		ntari-dns) echo "dnsmasq" ;;
 		ntari-dhcp) echo "kea-dhcp4 kea-hook-lease-cmds" ;;
 		# boringtun is built in; wireguard-go is optional
-		ntari-vpn) echo "wireguard-tools iproute2" ;;
+		# nftables: what a relaying hub filters forwarded traffic with
+		ntari-vpn) echo "wireguard-tools iproute2 nftables" ;;
 		# its federation domain runs over ntari-vpn's WireGuard interface
 		ntari-federation) echo "ntari-vpn" ;;
 		ntari-admin) echo "" ;;
