@@ -738,6 +738,12 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
                 Ok(_) => "in_force".into(),
                 Err(e) => e.kind().into(),
             });
+        // Nothing flows either way until the partner co-signs.
+        let (we, they) = if state == "awaiting_partner" {
+            ("untrusted (pending)", "untrusted (pending)")
+        } else {
+            (we_grant.label(), a.trust_granted_by(&partner.coop).label())
+        };
         let state = match link["relayed_via"].as_str() {
             Some(hub) => format!("{state}, relayed via {hub}"),
             None => state,
@@ -745,7 +751,7 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
         rows.push(serde_json::json!({
             "partner": partner.coop, "agreement": a.id, "state": state,
             "relayed_via": link["relayed_via"],
-            "we_grant": we_grant.label(), "they_grant": a.trust_granted_by(&partner.coop).label(),
+            "we_grant": we, "they_grant": they,
             "valid_until": a.valid.not_after.text,
             "handshake_age_s": handshakes.iter().find(|(k, _)| *k == partner.wireguard_key).map(|(_, t)| *t),
             "last_seen_ms": link["link"]["partner_last_seen_ms"],
@@ -762,7 +768,7 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
                 let partner = a.other_party(&hub.config.coop).map(|p| p.coop.clone());
                 rows.push(serde_json::json!({
                     "partner": partner, "agreement": a.id, "state": "awaiting_approval",
-                    "we_grant": "untrusted", "they_grant": "untrusted",
+                    "we_grant": "untrusted (pending)", "they_grant": "untrusted (pending)",
                     "valid_until": a.valid.not_after.text,
                 }));
             }
@@ -793,7 +799,7 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     println!(
-        "{:<16} {:<28} {:<30} {:<10} {:<10} {:<21} {:<10} LAST SEEN",
+        "{:<16} {:<28} {:<30} {:<19} {:<19} {:<21} {:<10} LAST SEEN",
         "PARTNER", "AGREEMENT", "STATE", "WE GRANT", "THEY GRANT", "VALID UNTIL", "HANDSHAKE"
     );
     let now_ms = now
@@ -809,7 +815,7 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
             _ => "never".to_string(),
         };
         println!(
-            "{:<16} {:<28} {:<30} {:<10} {:<10} {:<21} {:<10} {seen}",
+            "{:<16} {:<28} {:<30} {:<19} {:<19} {:<21} {:<10} {seen}",
             r["partner"].as_str().unwrap_or("?"),
             r["agreement"].as_str().unwrap_or("?"),
             r["state"].as_str().unwrap_or("?"),
