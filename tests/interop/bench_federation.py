@@ -458,7 +458,8 @@ def main() -> int:
             raise
         finally:
             fed.remove()
-        rows.append(row("join by invite: `ntari-admin federation invite` / `join` / `approve`, wall time",
+        rows.append(row("join by invite: `ntari-admin federation invite` (until the bridge's endpoint is open) / "
+                        "`join` / `approve`, wall time",
                         f"{invite_s * 1000:.0f} / {join_s * 1000:.0f} / {approve_s * 1000:.0f} ms", "", None))
         rows.append(row("join by invite: from `approve` until the joiner's bridge imports the inviter's routes",
                         f"{flowing_s:.1f} s", "", None))
