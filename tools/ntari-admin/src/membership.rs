@@ -410,15 +410,24 @@ fn make_invite(
 
 /// Whether the bridge's state file says the join endpoint listens,
 /// within `wait` (its loop looks at the invites once a second).
+/// No wait when the state file is missing or stale: no bridge runs.
 fn endpoint_opens(run_dir: &Path, wait: Duration) -> bool {
     let deadline = std::time::Instant::now() + wait;
     loop {
-        let listening = fs::read_to_string(run_dir.join("bridge-state.json"))
+        let state = fs::read_to_string(run_dir.join("bridge-state.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v["join"]["listening"] == true);
-        if listening || std::time::Instant::now() >= deadline {
-            return listening;
+            .unwrap_or_default();
+        if state["join"]["listening"] == true {
+            return true;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let written = state["written_at_ms"].as_u64().unwrap_or(0);
+        let running = now_ms.saturating_sub(written) < 5_000;
+        if !running || std::time::Instant::now() >= deadline {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
