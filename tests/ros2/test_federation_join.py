@@ -114,6 +114,7 @@ def test_invite_join_approve_then_rclpy_sees_the_partner_and_admin_changes_take_
     verify = subprocess.run([fed.bin / "ntari-admin", "federation", "agreement", "verify",
                              b.agreements / f"{AGREEMENT}.yaml"], capture_output=True, text=True, timeout=20)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    wait_for(lambda: b.link(AGREEMENT).get("state") == "in_force", 5, "coop_b's bridge to use it")
     listed = json.loads(admin(b, "list", "--json").stdout)
     row = listed["partners"][0]
     assert (row["partner"], row["we_grant"], row["they_grant"]) == ("coop_a", "observer", "observer"), row

@@ -740,15 +740,19 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
             .unwrap_or_default();
         let granted = a.trust_granted_by(&hub.config.coop);
         let we_grant = caps.get(&a.id).map_or(granted, |cap| granted.at_most(*cap));
-        let state = link["state"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| match &c.verdict {
-                Ok(_) => "in_force".into(),
-                Err(e) => e.kind().into(),
-            });
+        // The file decides; the bridge's state (written every second) adds
+        // detail, unless it still shows the draft the file no longer is.
+        let state = match (&c.verdict, link["state"].as_str()) {
+            (Ok(_), None | Some("awaiting_partner")) => "in_force".to_string(),
+            (_, Some(s)) => s.to_string(),
+            (Err(e), None) => e.kind().to_string(),
+        };
         // Nothing flows either way until the partner co-signs.
-        let (we, they) = if state == "awaiting_partner" {
+        let pending = matches!(
+            c.verdict,
+            Err(agreement::AgreementError::MissingSignature { .. })
+        );
+        let (we, they) = if pending {
             ("untrusted (pending)", "untrusted (pending)")
         } else {
             (we_grant.label(), a.trust_granted_by(&partner.coop).label())
