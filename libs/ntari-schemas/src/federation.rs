@@ -566,15 +566,6 @@ impl Trust {
             self
         }
     }
-
-    pub fn parse(text: &str) -> Option<Trust> {
-        match text {
-            "trusted" => Some(Trust::Trusted),
-            "observer" => Some(Trust::Observer),
-            "untrusted" => Some(Trust::Untrusted),
-            _ => None,
-        }
-    }
 }
 
 /// `<id>.revoked.yaml`: ends agreement `agreement` at every version up to

@@ -245,6 +245,22 @@ pub fn check_dir(
     checked
 }
 
+/// Every `*.yaml` agreement in `dir` (not a revocation) that parses, by
+/// path: as written, no signature, window or revocation check — for what
+/// names, DIDs and domains are taken, and for drafts. Files over
+/// [`MAX_FILE_SIZE`] and unreadable ones are skipped.
+pub fn parse_dir(dir: &Path) -> Vec<(PathBuf, Agreement)> {
+    files_ending(dir, AGREEMENT_SUFFIX)
+        .into_iter()
+        .filter(|p| !file_name(p).ends_with(REVOKED_SUFFIX))
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() <= MAX_FILE_SIZE))
+        .filter_map(|p| {
+            let text = fs::read_to_string(&p).ok()?;
+            Agreement::parse(&text).ok().map(|a| (p, a))
+        })
+        .collect()
+}
+
 /// Every parseable `*.revoked.yaml` in `dirs`; the others are logged.
 pub fn load_revocations(dirs: &[PathBuf]) -> Vec<Revocation> {
     let mut out = Vec::new();

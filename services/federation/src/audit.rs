@@ -94,10 +94,7 @@ impl AuditLog {
         // look torn.
         let guard = lock(&file)?;
         let len = file.metadata()?.len();
-        let start = len.saturating_sub(TAIL);
-        file.seek(SeekFrom::Start(start))?;
-        let mut tail = Vec::new();
-        (&mut file).take(TAIL).read_to_end(&mut tail)?;
+        let (start, tail) = read_tail(&mut file, len)?;
 
         let bad = |message: String| {
             io::Error::new(
@@ -112,13 +109,8 @@ impl AuditLog {
             None if start == 0 => tail.split_at(0),
             None => return Err(bad(format!("its last line is over {TAIL} bytes long"))),
         };
-        let body = complete.strip_suffix(b"\n").unwrap_or(complete);
-        let last_line = match body.iter().rposition(|&b| b == b'\n') {
-            Some(i) => Some(&body[i + 1..]),
-            None if start == 0 && !body.is_empty() => Some(body),
-            None if body.is_empty() => None,
-            None => return Err(bad(format!("its last line is over {TAIL} bytes long"))),
-        };
+        let last_line = last_line(complete, start == 0)
+            .ok_or_else(|| bad(format!("its last line is over {TAIL} bytes long")))?;
         let (mut next_seq, mut prev) = match last_line {
             None => (1, GENESIS.to_string()),
             Some(line) => {
@@ -229,18 +221,38 @@ fn lock(file: &File) -> io::Result<nix::fcntl::Flock<File>> {
 /// `seq` and hash of the last complete line of a file `len` bytes long
 /// (None for an empty one or one whose last line is no entry).
 fn last_entry(file: &mut File, len: u64) -> io::Result<Option<(u64, String)>> {
-    let start = len.saturating_sub(TAIL);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    (&mut *file).take(len - start).read_to_end(&mut tail)?;
-    let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
-    let line = match body.iter().rposition(|&b| b == b'\n') {
-        Some(i) => &body[i + 1..],
-        None => body,
+    let (start, tail) = read_tail(file, len)?;
+    // Whole lines only: a torn end is another writer's crash, not an entry.
+    let end = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let Some(Some(line)) = last_line(&tail[..end], start == 0) else {
+        return Ok(None);
     };
     Ok(parse_entry(line)
         .ok()
         .map(|entry| (entry.seq, sha256_hex(line))))
+}
+
+/// Where the last [`TAIL`] bytes of a file `len` bytes long start, and
+/// those bytes.
+fn read_tail(file: &mut File, len: u64) -> io::Result<(u64, Vec<u8>)> {
+    let start = len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    (&mut *file).take(len - start).read_to_end(&mut tail)?;
+    Ok((start, tail))
+}
+
+/// The last line of `complete` (whole, newline-ended lines read from the
+/// end of a file; `from_start` if they begin at its first byte): Some(None)
+/// for no line at all, None when the line began before what was read.
+fn last_line(complete: &[u8], from_start: bool) -> Option<Option<&[u8]>> {
+    let body = complete.strip_suffix(b"\n").unwrap_or(complete);
+    match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => Some(Some(&body[i + 1..])),
+        None if body.is_empty() => Some(None),
+        None if from_start => Some(Some(body)),
+        None => None,
+    }
 }
 
 /// Reads the whole log and checks the chain; the entries in order, or the

