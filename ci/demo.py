@@ -122,6 +122,35 @@ def vpn_demo(graph: Graph, hub_status: dict, peer_ns: str) -> bool:
     return there and back
 
 
+def identity_demo(state: str, run_dir: str) -> bool:
+    """A member of COOP.LAN: ntari-admin adds her, she logs in with kinit
+    and reads the directory over StartTLS."""
+    admin = ["target/debug/ntari-admin", "identity", "--config", "examples/identity.toml",
+             "--state-dir", state, "--run-dir", run_dir]
+    password = "Demo-password-42"
+    say(f"echo '{password}' | ntari-admin identity user add alice --name 'Alice Example' --password-stdin")
+    out = subprocess.run(admin + ["user", "add", "alice", "--name", "Alice Example", "--password-stdin"],
+                         input=password + "\n", capture_output=True, text=True, timeout=30)
+    print((out.stdout + out.stderr).rstrip())
+    env = dict(os.environ, KRB5_CONFIG=f"{run_dir}/krb5.conf", KRB5CCNAME=f"FILE:{run_dir}/demo-ccache")
+    say(f"echo '{password}' | KRB5_CONFIG={run_dir}/krb5.conf kinit alice")
+    kinit = subprocess.run(["kinit", "alice"], input=password + "\n", capture_output=True, text=True, env=env,
+                           timeout=30)
+    print((kinit.stdout + kinit.stderr).rstrip())
+    say("klist")
+    print(subprocess.run(["klist"], capture_output=True, text=True, env=env, timeout=10).stdout.rstrip())
+    say(f"LDAPTLS_CACERT={state}/tls/cert.pem ldapsearch -ZZ -x -H ldap://127.0.0.1:13890 "
+        "-D uid=alice,ou=people,dc=coop,dc=lan -w … -b dc=coop,dc=lan '(uid=alice)' cn uidNumber krbPrincipalKey")
+    search = subprocess.run(["ldapsearch", "-LLL", "-ZZ", "-x", "-H", "ldap://127.0.0.1:13890",
+                             "-D", "uid=alice,ou=people,dc=coop,dc=lan", "-w", password, "-b", "dc=coop,dc=lan",
+                             "(uid=alice)", "cn", "uidNumber", "krbPrincipalKey"],
+                            capture_output=True, text=True, timeout=30,
+                            env=dict(os.environ, LDAPTLS_CACERT=f"{state}/tls/cert.pem"))
+    print((search.stdout + search.stderr).rstrip())
+    print("(no krbPrincipalKey: nobody reads keys but the KDC, not even their owner)")
+    return out.returncode == 0 and kinit.returncode == 0 and "cn: Alice Example" in search.stdout
+
+
 def together(dns_port: int, ns: str, iface: str) -> int:
     """ntari-dhcp hands out a lease; ntari-dns answers the client's name."""
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -202,6 +231,7 @@ def main() -> int:
     parser.add_argument("--dhcp-netns")
     parser.add_argument("--dhcp-iface")
     parser.add_argument("--vpn-peer-netns")
+    parser.add_argument("--identity-dirs", nargs=2, metavar=("STATE", "RUN"))
     args = parser.parse_args()
     node, health_topic, status_topic = args.node, args.health_topic, args.status_topic
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -263,6 +293,10 @@ def main() -> int:
             return 1
         if args.vpn_peer_netns and not vpn_demo(graph, hub_status, args.vpn_peer_netns):
             print("demo: no traffic crossed the tunnel", file=sys.stderr)
+            return 1
+
+        if args.identity_dirs and not identity_demo(*args.identity_dirs):
+            print("demo: the member could not log in or read the directory", file=sys.stderr)
             return 1
 
         say(f"ros2 lifecycle list {node}")

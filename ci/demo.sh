@@ -6,7 +6,9 @@
 # deactivate), and stop it with SIGTERM. ntari-dns also answers dig;
 # ntari-dhcp gives a client in a demo network namespace a lease; ntari-vpn
 # (WireGuard, examples/vpn.toml) in one namespace tunnels to a wireguard-go
-# peer in another, joined by a veth pair. Two cooperatives federate
+# peer in another, joined by a veth pair; ntari-identity (Kerberos + LDAP,
+# examples/identity.toml) makes its realm, a member logs in with kinit and
+# reads the directory. Two cooperatives federate
 # (ci/demo-federation.sh): a signed agreement brings up their tunnel and
 # coop A's ntp health appears in coop B under /remote/coop_a/. Last, ntari-dhcp and ntari-dns
 # run together: the client's lease makes its name resolve, and ntari-admin
@@ -19,7 +21,7 @@ bash ci/setup.sh
 echo "== building"
 cargo build --quiet --example ntari_example_node -p ntari-examples
 cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-admin
-cargo build --quiet -p ntari-federation
+cargo build --quiet -p ntari-federation -p ntari-identity
 
 export CYCLONEDDS_URI="file://$PWD/tests/cyclonedds-loopback.xml"
 export ROS_DOMAIN_ID=$((100 + RANDOM % 100))
@@ -144,6 +146,13 @@ echo
 echo "\$ ip netns exec ntari-vpn-hub ip link show wg-coop   # gone with the node"
 ip netns exec ntari-vpn-hub ip link show wg-coop 2>&1 | sed 's/^/  /' || true
 vpn_down
+
+# examples/identity.toml as-is: realm COOP.LAN on loopback and high ports.
+# slapd drops to its own user, who must reach its database in $work.
+demo "ntari-identity: Kerberos (MIT) and LDAP (OpenLDAP) behind a lifecycle node" /ntari/ntari_identity_node \
+  /ntari/identity/health /ntari/identity/status --identity-dirs "$work/identity-state" "$work/identity-run" -- \
+  target/debug/ntari-identity --config examples/identity.toml --state-dir "$work/identity-state" \
+  --run-dir "$work/identity-run" --key "$work/node.ed25519" --node-config "$work/absent-ntari.toml" --metrics-port 19705
 
 # Two cooperatives federated over ntari-vpn tunnels by ntari-federation:
 # coop_a's ntari-ntp health on coop_b's graph (ci/demo-federation.sh, which

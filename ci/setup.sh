@@ -13,10 +13,18 @@ cd "$(dirname "$0")/.."
 # the lease_cmds hook), kea-admin brings perfdhcp, udhcpc (busybox) is the
 # DHCP client of the tests; wireguard-tools (wg) and wireguard-go are
 # ntari-vpn's tools and second backend, nftables (nft) what a relaying hub
-# filters forwarded traffic with, iperf3 and ping its tests' traffic.
+# filters forwarded traffic with, iperf3 and ping its tests' traffic;
+# krb5-kdc, krb5-admin-server, krb5-kdc-ldap and slapd are ntari-identity's
+# daemons (ldap-utils for provisioning, openssl for its certificate),
+# krb5-user (kinit, kvno) the members' side in its tests.
 apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux
   chrony dnsmasq-base bind9-dnsutils dnsperf kea-dhcp4-server kea-admin udhcpc
-  wireguard-tools wireguard-go nftables iperf3 iputils-ping)
+  wireguard-tools wireguard-go nftables iperf3 iputils-ping
+  krb5-kdc krb5-admin-server krb5-kdc-ldap slapd ldap-utils krb5-user openssl)
+# Daemons the nodes run themselves are never started system-wide: while
+# installing, policy-rc.d (Debian's switch for exactly this) refuses every
+# start, and the units are disabled afterwards.
+system_daemons=(slapd krb5-kdc krb5-admin-server)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -24,7 +32,17 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
+  policy_rc=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy_rc" && chmod 755 "$policy_rc" && own_policy=1
+    trap 'rm -f "$policy_rc"' EXIT   # also when the install fails
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if ((own_policy)); then rm -f "$policy_rc"; fi
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now "${system_daemons[@]}" >/dev/null 2>&1 || true
+  fi
 fi
 
 # Rust: use the toolchain on PATH (rustup's, if any); otherwise Debian 12's

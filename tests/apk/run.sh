@@ -22,7 +22,7 @@ ROOT=$PWD
 export CARGO_TERM_COLOR=never
 umask 022 # as abuild
 
-PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-admin)
+PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-admin)
 if [ $# -gt 0 ]; then PACKAGES=("$@"); fi
 # Every package is built from the one workspace tarball.
 PROJECT=ntari-services
@@ -67,6 +67,9 @@ expected() {
 		ntari-vpn) echo "wireguard-tools iproute2 nftables" ;;
 		# its federation domain runs over ntari-vpn's WireGuard interface
 		ntari-federation) echo "ntari-vpn" ;;
+		# MIT krb5 with its LDAP module, OpenLDAP with the mdb and monitor
+		# backends; clients, openssl and setpriv for the first configure
+		ntari-identity) echo "krb5-server krb5-server-ldap openldap openldap-back-mdb openldap-back-monitor openldap-clients openssl util-linux-misc" ;;
 		ntari-admin) echo "" ;;
 		esac ;;
 	depends:$p-openrc)

@@ -21,6 +21,7 @@ from the ROS Python packages of the same name.
 
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +285,20 @@ class NodeContract:
     def all_services(self) -> Dict[str, str]:
         return {self.expand(k): v for k, v in {**STANDARD.services, **self.services}.items()}
 
+def start_identity(c: "NodeContract", env: StartEnv) -> Running:
+    """examples/identity.toml (realm COOP.LAN, loopback) on free ports; the
+    first configure provisions the realm in the test's own state dir."""
+    d = env.workdir(c.key)
+    text = (EXAMPLES / "identity.toml").read_text()
+    for key, old in (("port", 13890), ("ldaps_port", 16360), ("port", 18800), ("kadmin_port", 17490),
+                     ("kpasswd_port", 14640)):
+        text = _replace(text, f"\n{key} = {old}\n", f"\n{key} = {free_port(socket.SOCK_STREAM)}\n",
+                        "examples/identity.toml")
+    cfg = d / "identity.toml"
+    cfg.write_text(text)
+    proc = env.launch(env.binary(c.binary), *_service_args(d, cfg, env), *env.args, name=c.key)
+    return Running(c, proc, d)
+
 
 NODES: List[NodeContract] = [
     NodeContract(
@@ -326,6 +341,13 @@ NODES: List[NodeContract] = [
         # it is a graph participant of its own (/ntari/ntari_federation_bridge).
         # (its process name, cut to 15 characters by the kernel).
         daemon="ntari-federatio", has_status=True,
+    ),
+    NodeContract(
+        key="identity", namespace="/ntari", name="ntari_identity_node",
+        binary="ntari-identity", crate="ntari-identity", start=start_identity, service="identity",
+        publishers=runtime_publishers("identity"),
+        # Three daemons (slapd, krb5kdc, kadmind); status `daemon` is the first.
+        daemon="slapd", has_status=True,
     ),
 ]
 

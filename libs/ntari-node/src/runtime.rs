@@ -1246,7 +1246,7 @@ async fn serve<S: Service>(
                 let now = tokio::time::Instant::now();
                 let host = lifecycle.callbacks_mut();
                 for index in 0..host.daemons.len() {
-                    if host.daemons[index].restart_at.map_or(true, |at| at > now) {
+                    if host.daemons[index].restart_at.is_none_or(|at| at > now) {
                         continue;
                     }
                     let result = host.start_daemon(index).await;

@@ -72,7 +72,7 @@ pub struct Peer {
 impl Peer {
     /// Whether a peer whose last handshake was at `latest` is stale `now`.
     pub fn is_stale(latest: Option<u64>, now: u64) -> bool {
-        latest.map_or(true, |t| now.saturating_sub(t) > STALE_AFTER_S)
+        latest.is_none_or(|t| now.saturating_sub(t) > STALE_AFTER_S)
     }
 }
 

@@ -289,7 +289,7 @@ impl LeaseTracker {
         }
         let due = self
             .last_published
-            .map_or(true, |t| now.duration_since(t) >= MIN_PUBLISH_INTERVAL);
+            .is_none_or(|t| now.duration_since(t) >= MIN_PUBLISH_INTERVAL);
         if self.pending.is_empty() || !due {
             return None;
         }

@@ -15,6 +15,7 @@
 
 mod domain;
 mod federation;
+mod identity;
 mod membership;
 mod nodes;
 
@@ -109,6 +110,12 @@ enum Command {
     Federation {
         #[command(subcommand)]
         command: federation::FederationCommand,
+    },
+    /// The cooperative's members, groups, hosts, services and trusted
+    /// realms in ntari-identity (on the hub, as root, while it runs).
+    Identity {
+        #[command(flatten)]
+        command: identity::IdentityArgs,
     },
     /// Print shell completions for `ntari-admin`.
     Completions {
@@ -229,6 +236,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Federation { command } => federation::run(command, &args.node_config).await,
+        Command::Identity { command } => identity::run(command).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -387,7 +387,7 @@ impl Bridge {
                 self.audit_seen(c);
             }
             let before = self.checked.iter().find(|b| b.id == c.id);
-            let changed = before.map_or(true, |b| kind_of(&b.verdict) != kind_of(&c.verdict));
+            let changed = before.is_none_or(|b| kind_of(&b.verdict) != kind_of(&c.verdict));
             if changed || files_changed && before.is_none() {
                 self.audit_verdict(c, drafts.contains_key(&c.id));
             }
