@@ -325,23 +325,29 @@ def test_a_foreign_database_without_a_record_is_refused(identity_node):
 
 BAD = [
     ('realm = "coop.lan"', "realm"),
-    ('domain = "other.lan"\n', "realm"),                      # a realm cannot be renamed
+    ('domain = "other.lan"', "realm"),                      # a realm cannot be renamed
+    ('base_dn = "ou=x,dc=lan"', "base_dn"),
+    ('base_dn = "dc=other,dc=lan"', "base_dn"),             # nor its directory moved
+    ('hostname = "-hub"', "hostname"),
     ('enctypes = ["aes256-cts-hmac-sha1-96", "rc4-hmac"]', "enctypes[1]"),
-    ("[password_policy]\nmin_length = 3", "password_policy.min_length"),
-    ('[tickets]\nmax_life = "forever"', "tickets.max_life"),
-    ("[kdc]\nport = 70000", "kdc.port"),
+    ('enctypes = ["aes256-cts-hmac-sha384-192"]', "enctypes"),
+    ("[ldap]\nlisten = []", "ldap.listen"),
     ('[ldap]\nuser = "nobody-here"', "ldap.user"),
+    ("[ldap]\nldaps_port = {ldap_port}", "ldap.ldaps_port"),   # the ldap:// port again
+    ("[kdc]\nport = 70000", "kdc.port"),
+    ('[kdc]\nlisten = ["not-an-address"]', "kdc.listen"),
+    ("[password_policy]\nmin_length = 3", "password_policy.min_length"),
+    ("[password_policy]\nmin_classes = 6", "password_policy.min_classes"),
+    ("[password_policy]\nhistory = 1000", "password_policy.history"),
+    ('[password_policy]\nlockout = "soon"', "password_policy.lockout"),
+    ('[tickets]\nmax_life = "forever"', "tickets.max_life"),
+    ('[tickets]\nmax_renewable_life = "1h"', "tickets.max_renewable_life"),
     ('relam = "X"', "relam"),
 ]
 
 
-@pytest.mark.parametrize("bad,key", BAD, ids=[k for _, k in BAD])
-def test_an_invalid_config_is_refused_and_the_running_daemons_are_untouched(identity_node, bad, key):
-    node = identity_node()
-    ready(node)
-    before = {n: d["pid"] for n, d in daemon_pids(node).items()}
-    good = node.config.read_text()
-    text = good
+def with_setting(good: str, bad: str) -> str:
+    """``good`` with one setting replaced (or added) by ``bad``."""
     if bad.startswith("["):
         section, line = bad.split("\n")
         key_name = line.split("=")[0].strip()
@@ -349,20 +355,39 @@ def test_an_invalid_config_is_refused_and_the_running_daemons_are_untouched(iden
         end = good.find("\n[", start + 1) % (len(good) + 1)
         have = re.compile(rf"^{re.escape(key_name)} = .*$", re.M).search(good, start, end)
         at = start + len(section) + 1
-        text = good[:have.start()] + line + good[have.end():] if have else good[:at] + line + "\n" + good[at:]
-    else:
-        key_name = bad.split("=")[0].strip()
-        line = re.search(rf"^{re.escape(key_name)} = .*$", good, re.M)
-        text = good.replace(line.group(0), bad.strip(), 1) if line else bad + "\n" + good
-    node.config.write_text(text)
-    os.kill(node.proc.pid, signal.SIGHUP)
-    env = wait_status(node, lambda p: key in (p["last_error"] or ""), 10, f"the error naming {key}")
-    err = env["payload"]["last_error"]
-    assert "identity.toml" in err, err
-    assert env["payload"]["lifecycle_state"] == "active"
+        return good[:have.start()] + line + good[have.end():] if have else good[:at] + line + "\n" + good[at:]
+    key_name = bad.split("=")[0].strip()
+    line = re.search(rf"^{re.escape(key_name)} = .*$", good, re.M)
+    return good.replace(line.group(0), bad, 1) if line else bad + "\n" + good
+
+
+def test_an_invalid_config_is_refused_and_the_running_daemons_are_untouched(identity_node):
+    """Every setting, wrong in turn, on reload (SIGHUP): refused naming
+    file and key, the node Active, the same three daemons running."""
+    node = identity_node()
+    ready(node)
+    before = {n: d["pid"] for n, d in daemon_pids(node).items()}
+    good = node.config.read_text()
+    for bad, key in BAD:
+        bad = bad.replace("{ldap_port}", str(node.ldap_port))
+        node.config.write_text(with_setting(good, bad))
+        node.status.skip()
+        os.kill(node.proc.pid, signal.SIGHUP)
+        env = wait_status(node, lambda p: f": {key}" in (p["last_error"] or "") or f"`{key}`" in (
+            p["last_error"] or ""), 10, f"the error naming {key}")
+        err = env["payload"]["last_error"]
+        assert "identity.toml" in err and "untouched" in err, (bad, err)
+        assert env["payload"]["lifecycle_state"] == "active", bad
+        print(f"{key}: {err.split('identity.toml', 1)[1]}")
     after = {n: d["pid"] for n, d in daemon_pids(node).items()}
     assert after == before
     assert node.proc.alive()
+    # The good config again: accepted, and the realm still serves.
+    node.config.write_text(good)
+    os.kill(node.proc.pid, signal.SIGHUP)
+    ready(node)
+    admin(node, "user", "add", "alice", password=PASSWORD)
+    assert kinit(node, "alice").returncode == 0
 
 
 def test_cross_realm_trust_a_member_gets_a_ticket_for_the_other_cooperatives_service(identity_node):
