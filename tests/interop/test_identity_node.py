@@ -323,6 +323,25 @@ def test_a_foreign_database_without_a_record_is_refused(identity_node):
     assert not (node.state / "stash").exists()
 
 
+def test_check_config_passes_on_a_fresh_machine_and_names_a_bad_key(tmp_path):
+    """What OpenRC runs before every start and reload: on a state dir that
+    does not exist yet (a fresh machine), then on a bad config."""
+    for d in [tmp_path, *tmp_path.parents]:
+        if d in (Path("/tmp"), Path("/")):
+            break
+        d.chmod(d.stat().st_mode | 0o001)
+    cfg = tmp_path / "identity.toml"
+    cfg.write_text(config_text())
+    cmd = [find_binary("ntari-identity"), "--config", str(cfg), "--state-dir", str(tmp_path / "fresh-state"),
+           "--run-dir", str(tmp_path / "fresh-run"), "--node-config", str(tmp_path / "absent.toml"), "check-config"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "fresh-state" / "ldap").exists(), "check-config provisioned something"
+    cfg.write_text(with_setting(config_text(), 'enctypes = ["rc4-hmac"]'))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "identity.toml:" in r.stderr and "enctypes" in r.stderr, r.stderr
+
+
 BAD = [
     ('realm = "coop.lan"', "realm"),
     ('domain = "other.lan"', "realm"),                      # a realm cannot be renamed

@@ -42,12 +42,23 @@
 #     node exited through its orderly shutdown.
 #  9. a bad ntari.toml: starting a node fails at ntari-domain, with
 #     ntari-admin's message (file, line, key); nothing runs.
+# 10. ntari-identity, on its own (not in the runlevel, so 2-9 never see it):
+#     with ntari.toml fixed, `rc-service ntari-identity start` starts
+#     ntari-domain and the node; healthy and Active over DDS, its status
+#     naming slapd, krb5kdc and kadmind as the processes behind its guards
+#     (slapd not root), the realm provisioned (provisioned.json, the stash
+#     0600). The node killed with SIGKILL is respawned: its three daemons
+#     died with it, three new ones run, healthy again, the realm not made
+#     again (provisioned.json byte for byte). reload with an RC4 enctype is
+#     refused (file, line, key) and leaves node and daemons alone. stop:
+#     node, daemons and guards gone, through the orderly shutdown.
 set -uo pipefail
 repo=$NTOC_REPO
 domain=$NTOC_DOMAIN
 python="$repo/.venv/bin/python"
 export CYCLONEDDS_URI="file://$repo/tests/cyclonedds-loopback.xml"
-declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=boringtun [federation]=bridge)
+declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=boringtun [federation]=bridge
+  [identity]=slapd)
 # The process name (/proc/<pid>/comm, what pgrep -x matches) of a binary:
 # the kernel keeps its first 15 characters, so ntari-federation shows as
 # ntari-federatio.
@@ -57,8 +68,10 @@ comm_of() { printf '%.15s' "$1"; }
 # <interface>`), and ntari-federation, whose bridge is too
 # (`ntari-federation __bridge <run dir>/bridge.json`), also its first
 # argument.
+# ntari-identity runs three; these name its first, slapd (the daemon its
+# status repeats as `daemon`), for health(); section 10 follows all three.
 declare -A DAEMON_COMM=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=ntari-vpn
-  [federation]=$(comm_of ntari-federation))
+  [federation]=$(comm_of ntari-federation) [identity]=slapd)
 declare -A DAEMON_ARG=([vpn]=__boringtun [federation]=__bridge)
 SERVICES=(ntp dns dhcp vpn federation)
 ALL=(ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation)
@@ -72,10 +85,14 @@ fail() {
   echo
   echo "== processes"
   ps -eo pid,ppid,stat,etimes,args | sed 's/^/   /'
-  for svc in "${SERVICES[@]}"; do
+  for svc in "${SERVICES[@]}" identity; do
     echo "== /var/log/ntari/$svc.log (last 40 lines)"
     tail -n 40 "/var/log/ntari/$svc.log" 2>/dev/null | sed 's/^/   | /'
   done
+  if [ -e /run/ntari/identity/krb5kdc.log ]; then
+    echo "== /run/ntari/identity/krb5kdc.log (last 20 lines)"
+    tail -n 20 /run/ntari/identity/krb5kdc.log | sed 's/^/   | /'
+  fi
   exit 1
 }
 
@@ -530,6 +547,139 @@ expect_status ntari-domain stopped
 expect_status ntari-ntp stopped
 no_node ntp || fail "an ntari-ntp node runs"
 ok "ntari-ntp did not start; the error names /etc/ntari/ntari.toml:$line: domain_id"
+
+# ---------------------------------------------------------------------------
+step "10. ntari-identity: slapd, krb5kdc and kadmind under one node"
+IDENTITY_DAEMONS=(slapd krb5kdc kadmind)
+# "<name> <pid>" of each daemon behind a guard of the ntari-identity node
+# (a child `ntari-identity __ntari-guard <daemon…>` of the node), in start
+# order.
+identity_tree() {
+  local node child pid name
+  node=$(node_pid identity)
+  [ -n "$node" ] || return 0
+  for name in "${IDENTITY_DAEMONS[@]}"; do
+    for child in $(pgrep -P "$node"); do
+      # (a child may be gone by now: 2>/dev/null first, for the redirection's error)
+      [ "$(tr '\0' '\n' 2>/dev/null <"/proc/$child/cmdline" | sed -n 2p)" = __ntari-guard ] || continue
+      for pid in $(pgrep -P "$child"); do
+        alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && echo "$name $pid"
+      done
+    done
+  done
+  return 0
+}
+has_identity_daemons() { [ "$(identity_tree | wc -l)" = 3 ]; }
+no_identity_daemons() { [ -z "$(pgrep -x slapd)$(pgrep -x krb5kdc)$(pgrep -x kadmind)" ]; }
+# The daemons' pids, in the order of IDENTITY_DAEMONS.
+identity_pids() { identity_tree | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//'; }
+# The daemons as /ntari/identity/status names them ("<name> <pid>", in its
+# order), from the first status with all three running.
+identity_status() { # <domain>
+  timeout 45 "$python" - "$repo/tests/interop" "$1" <<'PY'
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from rosgraph import Graph
+from ros_types import String
+with Graph(int(sys.argv[2])) as graph:
+    status = graph.subscribe("/ntari/identity/status", String)
+    deadline, last = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        for sample in status.poll():
+            last = json.loads(sample.data)["payload"]
+            daemons = last.get("daemons") or []
+            if len(daemons) == 3 and all(d["running"] for d in daemons):
+                for d in daemons:
+                    print(d["name"], d["pid"])
+                sys.exit(0)
+        time.sleep(0.05)
+print("no status with three running daemons within 30 s; last:", json.dumps(last))
+sys.exit(1)
+PY
+}
+# health() for ntari-identity (its status' `daemon` is slapd), with its
+# status read at the same time: the three daemons it names are the three
+# behind the node's guards.
+identity_healthy() {
+  local st out tree
+  identity_status "$domain" >/tmp/identity.status 2>&1 &
+  st=$!
+  health "$domain" identity
+  wait "$st" || fail "ntari-identity's status: $(cat /tmp/identity.status)"
+  out=$(cat /tmp/identity.status)
+  tree=$(identity_tree)
+  [ "$out" = "$tree" ] ||
+    fail "ntari-identity's status names $(echo $out), but behind its guards run $(echo $tree)"
+  ok "its status names $(echo $out): the daemons behind the node's guards"
+}
+
+# Section 9 left a bad domain_id: the domain of 5-8 again.
+sed -i "s/^domain_id = .*/domain_id = $domain/" /etc/ntari/ntari.toml
+expect_status ntari-identity stopped
+rcs ntari-identity start || fail "rc-service ntari-identity start failed"
+expect_status ntari-domain started
+expect_status ntari-identity started
+wait_for 45 "the ntari-identity node and its three daemons" has_identity_daemons
+identity_healthy
+slapd_pid=$(identity_tree | sed -n 's/^slapd //p')
+uids=$(sed -n 's/^Uid:[[:space:]]*//p' "/proc/$slapd_pid/status" | tr -s '[:space:]' ' ' | sed 's/ $//')
+read -r ruid euid suid fsuid <<<"$uids"
+for u in "$ruid" "$euid" "$suid" "$fsuid"; do
+  [ -n "$u" ] && [ "$u" != 0 ] || fail "slapd $slapd_pid runs as root (Uid: $uids)"
+done
+[ "$(getent passwd "$euid" | cut -d: -f1)" = openldap ] || fail "slapd $slapd_pid runs as uid $euid, not openldap"
+ok "slapd $slapd_pid runs as openldap (Uid: $uids)"
+state=/var/lib/ntari/identity
+[ -s "$state/provisioned.json" ] && grep -q '"stage": *"done"' "$state/provisioned.json" ||
+  fail "no finished $state/provisioned.json: $(cat "$state/provisioned.json" 2>&1)"
+[ "$(stat -c %a "$state/stash" 2>&1)" = 600 ] || fail "the stash: $(stat -c '%n %a' "$state/stash" 2>&1)"
+ok "realm provisioned: $state/provisioned.json $(tr -d ' \n' <"$state/provisioned.json"), stash 0600"
+cp "$state/provisioned.json" /tmp/provisioned.json.first
+
+node=$(node_pid identity)
+pids=$(identity_pids)
+echo "   \$ kill -9 $node   # the ntari-identity node (slapd, krb5kdc, kadmind: $pids)"
+kill -9 "$node"
+identity_respawned() { local p; p=$(node_pid identity); [ -n "$p" ] && [ "$p" != "$node" ]; }
+wait_for 20 "a new ntari-identity node" identity_respawned
+for pid in $pids; do
+  wait_for 10 "daemon $pid to die with its node" gone "$pid"
+done
+wait_for 45 "three new daemons under the new node" has_identity_daemons
+expect_status ntari-identity started
+identity_healthy
+cmp -s /tmp/provisioned.json.first "$state/provisioned.json" ||
+  fail "provisioned.json changed: $(cat /tmp/provisioned.json.first) -> $(cat "$state/provisioned.json")"
+ok "node $node -> $(node_pid identity), daemons $pids -> $(identity_pids); provisioned.json unchanged"
+
+node=$(node_pid identity)
+pids=$(identity_pids)
+cp /etc/ntari/services/identity.toml /tmp/identity.toml.good
+sed -i 's/^enctypes = .*/enctypes = ["rc4-hmac"]/' /etc/ntari/services/identity.toml
+line=$(grep -n '^enctypes = \["rc4-hmac"\]$' /etc/ntari/services/identity.toml | cut -d: -f1)
+[ -n "$line" ] || fail "could not set enctypes in identity.toml"
+if rcs ntari-identity reload; then fail "reload accepted enctypes = [\"rc4-hmac\"]"; fi
+printf '%s\n' "$OUT" | grep -q "identity.toml:$line: enctypes" ||
+  fail "reload's error does not name identity.toml:$line: enctypes"
+sleep 1
+[ "$(node_pid identity)" = "$node" ] && [ "$(identity_pids)" = "$pids" ] ||
+  fail "the refused reload disturbed ntari-identity: node $node -> $(node_pid identity), daemons $pids -> $(identity_pids)"
+expect_status ntari-identity started
+ok "reload refused the RC4 enctype (identity.toml:$line: enctypes); node $node and daemons $pids untouched"
+cp /tmp/identity.toml.good /etc/ntari/services/identity.toml
+rcs ntari-identity checkconfig || fail "checkconfig refused the restored identity.toml"
+
+rcs ntari-identity stop || fail "rc-service ntari-identity stop failed"
+expect_status ntari-identity stopped
+wait_for 5 "the ntari-identity node to be gone" no_node identity
+wait_for 5 "slapd, krb5kdc and kadmind to be gone" no_identity_daemons
+wait_for 5 "every guard to be gone" no_guard
+finalized identity
+ok "node $node, daemons $pids and their guards are gone; the node ended with its lifecycle shutdown"
+rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
+sups=$(pgrep -f '^supervise-daemon ntari-')
+[ -z "$sups" ] || fail "supervise-daemon still runs: $sups"
+ok "no supervise-daemon left"
 
 echo
 echo "== all OpenRC checks passed"

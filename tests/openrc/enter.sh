@@ -32,7 +32,7 @@ tar -C "$cache/root" -cf - . | tar -C "$r" -xf - --keep-directory-symlink
 # (the host's LSB scripts are hidden by the overlay, not removed).
 rm -rf "$r/etc/init.d" "$r/etc/runlevels"
 mkdir -p "$r/etc/init.d" "$r/etc/conf.d" "$r/etc/runlevels"/{sysinit,boot,default,nonetwork,shutdown}
-for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation; do
+for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity; do
   install -m 0755 "$repo/openrc/$svc.initd" "$r/etc/init.d/$svc"
   install -m 0644 "$repo/openrc/$svc.confd" "$r/etc/conf.d/$svc"
 done
@@ -41,7 +41,7 @@ mkdir -p "$r/run/openrc"/{daemons,exclusive,failed,hotplugged,inactive,init.d,op
 echo default >"$r/run/openrc/softlevel"
 
 # The binaries under test at their installed paths.
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-admin; do
   : >"$r/usr/bin/$bin"
   mount --bind "$cache/bin/$bin" "$r/usr/bin/$bin"
 done
@@ -112,8 +112,25 @@ if grep -q '^node_key' "$r/etc/ntari/services/federation.toml"; then
   echo "enter.sh: the test's federation.toml names a node_key other than the node's" >&2
   exit 1
 fi
+# ntari-identity: the example as it is (loopback, realm COOP.LAN), but its
+# five fixed high ports moved to ports of this run, as the other services'
+# are: the interop tests run slapd and a KDC on the example's ports too.
+id_port=$((40000 + RANDOM % 10000))
+id_sed=()
+for key in port ldaps_port port kadmin_port kpasswd_port; do
+  # The first `port =` is [ldap]'s, the second [kdc]'s: one line each.
+  id_sed+=(-e "0,/^$key = 1[0-9]\{4\}\$/s//$key = $id_port/")
+  id_port=$((id_port + 1))
+done
+sed "${id_sed[@]}" "$repo/examples/identity.toml" >"$r/etc/ntari/services/identity.toml"
+if grep -v '^#' "$r/etc/ntari/services/identity.toml" | grep -E '^[a-z_]*port = 1[0-9]{4}$' ||
+  [ "$(grep -c -E '^[a-z_]*port = [45][0-9]{4}$' "$r/etc/ntari/services/identity.toml")" != 5 ] ||
+  [ "$(grep -c '^listen = \["127\.0\.0\.1"\]$' "$r/etc/ntari/services/identity.toml")" != 2 ]; then
+  echo "enter.sh: the test's identity.toml still has the example's ports, or listens off loopback" >&2
+  exit 1
+fi
 # Metrics on free ports too (the defaults 9701-9707 may be in use here).
-for svc in ntp dns dhcp vpn federation; do
+for svc in ntp dns dhcp vpn federation identity; do
   metrics=$((metrics + 1))
   printf '\n# openrc test\nNTARI_ARGS="--metrics-port %s"\n' "$metrics" >>"$r/etc/conf.d/ntari-$svc"
 done

@@ -38,7 +38,7 @@ use ntari_node::service::{
 
 pub use config::IdentityConfig;
 use daemons::{SlapdUser, KADMIND, KRB5KDC, SLAPD};
-use render::{local_address, Layout, SLAPD_CONF};
+use render::{local_address, Layout};
 
 /// How long `daemon_started` waits for a daemon to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -103,8 +103,9 @@ impl Service for Identity {
         })
     }
 
-    /// `slaptest -u` parses slapd.conf and loads its schemas and modules
-    /// without opening the database. The KDC has no check mode: a bad
+    /// `slaptest -u` parses slapd.conf (its [`render::SLAPD_CHECK_CONF`]
+    /// twin) and loads its schemas and modules without opening the
+    /// database. The KDC has no check mode: a bad
     /// kdc.conf shows as krb5kdc exiting at once, with its reason.
     fn check_command(&self, _config: &IdentityConfig, paths: &Paths) -> Option<Command> {
         Some(Command::new(
@@ -113,7 +114,11 @@ impl Service for Identity {
                 "-Q".to_string(),
                 "-u".into(),
                 "-f".into(),
-                paths.run_dir.join(SLAPD_CONF).display().to_string(),
+                paths
+                    .run_dir
+                    .join(render::SLAPD_CHECK_CONF)
+                    .display()
+                    .to_string(),
             ],
         ))
     }
@@ -276,7 +281,7 @@ mod tests {
             Identity::default()
                 .check_command(&c, &p)
                 .map(|c| c.display()),
-            Some("slaptest -Q -u -f /run/ntari/identity/slapd.conf".to_string())
+            Some("slaptest -Q -u -f /run/ntari/identity/slapd-check.conf".to_string())
         );
         let specs = Identity::default().daemons(&c, &p);
         let names: Vec<_> = specs.iter().map(|s| s.name).collect();

@@ -21,6 +21,11 @@ use ntari_node::service::{Paths, RenderedFile};
 use crate::config::{seconds, IdentityConfig};
 
 pub const SLAPD_CONF: &str = "slapd.conf";
+/// slapd.conf for `slaptest` alone: the same, but with its database, pid
+/// and args files in the run dir, which always exists when the checker
+/// runs (`check-config` renders into a throw-away dir, where slapd's own
+/// dirs do not exist yet; slaptest refuses a missing `directory`).
+pub const SLAPD_CHECK_CONF: &str = "slapd-check.conf";
 pub const KERBEROS_SCHEMA: &str = "kerberos.schema";
 pub const KRB5_CONF: &str = "krb5.conf";
 pub const KDC_CONF: &str = "kdc.conf";
@@ -193,6 +198,10 @@ pub fn render_all(config: &IdentityConfig, paths: &Paths) -> Vec<RenderedFile> {
     };
     vec![
         file(SLAPD_CONF, render_slapd_conf(config, &layout, &platform)),
+        file(
+            SLAPD_CHECK_CONF,
+            render_slapd_check_conf(config, &layout, &platform),
+        ),
         file(KERBEROS_SCHEMA, KERBEROS_SCHEMA_TEXT.to_string()),
         file(KRB5_CONF, render_krb5_conf(config, &layout, &trusts)),
         file(KDC_CONF, render_kdc_conf(config, &layout)),
@@ -235,6 +244,40 @@ pub fn local_address(listen: &[IpAddr], port: u16) -> String {
 }
 
 pub fn render_slapd_conf(config: &IdentityConfig, layout: &Layout, platform: &Platform) -> String {
+    let files = SlapdFiles {
+        pid: layout.slapd_pid(),
+        args: layout.slapd_run_dir().join("slapd.args"),
+        database: layout.database_dir(),
+    };
+    slapd_conf(config, layout, platform, &files)
+}
+
+/// [`SLAPD_CHECK_CONF`].
+pub fn render_slapd_check_conf(
+    config: &IdentityConfig,
+    layout: &Layout,
+    platform: &Platform,
+) -> String {
+    let files = SlapdFiles {
+        pid: layout.run_dir.join("slapd-check.pid"),
+        args: layout.run_dir.join("slapd-check.args"),
+        database: layout.run_dir.clone(),
+    };
+    slapd_conf(config, layout, platform, &files)
+}
+
+struct SlapdFiles {
+    pid: PathBuf,
+    args: PathBuf,
+    database: PathBuf,
+}
+
+fn slapd_conf(
+    config: &IdentityConfig,
+    layout: &Layout,
+    platform: &Platform,
+    files: &SlapdFiles,
+) -> String {
     let base = config.base_dn();
     let schema = platform.schema_dir.display();
     let (hash_module, hash) = if platform.has_module("argon2") {
@@ -250,7 +293,7 @@ include {schema}/nis.schema\n\
 include {schema}/inetorgperson.schema\n\
 include {run}/{KERBEROS_SCHEMA}\n\
 pidfile {pid}\n\
-argsfile {slapd_run}/slapd.args\n\
+argsfile {args}\n\
 modulepath {modules}\n\
 moduleload back_mdb\n\
 moduleload back_monitor\n\
@@ -289,12 +332,12 @@ access to * by users read by * none\n\
 database monitor\n\
 access to * by dn.exact=\"cn=admin,{base}\" read by * none\n",
         run = layout.run_dir.display(),
-        pid = layout.slapd_pid().display(),
-        slapd_run = layout.slapd_run_dir().display(),
+        pid = files.pid.display(),
+        args = files.args.display(),
         modules = platform.module_dir.display(),
         cert = layout.tls_cert().display(),
         key = layout.tls_key().display(),
-        db = layout.database_dir().display(),
+        db = files.database.display(),
     )
 }
 
