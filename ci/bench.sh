@@ -32,6 +32,11 @@ cargo build --quiet --release -p ntari-vpn
 .venv/bin/python tests/interop/bench_vpn.py --binary target/release/ntari-vpn --rounds 4 --seconds 5 --kills 15
 
 echo
+echo "== ntari-identity (release): logins and LDAP binds through its slapd, krb5kdc and kadmind against the same daemons alone"
+cargo build --quiet --release -p ntari-identity -p ntari-admin
+.venv/bin/python tests/interop/bench_identity.py --bin-dir target/release --rounds 6 --seconds 5 --cpu-window 30
+
+echo
 echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, their guards and daemons, idle (release)"
 .venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
 

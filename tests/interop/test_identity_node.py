@@ -401,10 +401,18 @@ def test_an_invalid_config_is_refused_and_the_running_daemons_are_untouched(iden
     after = {n: d["pid"] for n, d in daemon_pids(node).items()}
     assert after == before
     assert node.proc.alive()
+    # A good change is applied: a longer minimum refuses her 15 characters.
+    node.config.write_text(with_setting(good, "[password_policy]\nmin_length = 16"))
+    node.status.skip()
+    os.kill(node.proc.pid, signal.SIGHUP)
+    wait_status(node, lambda p: p["healthy"] and p["last_error"] is None, 20, "the new policy in force")
+    r = admin(node, "user", "add", "alice", password=PASSWORD, check=False)
+    assert r.returncode != 0 and "at least 16 characters" in r.stderr, r.stderr
     # The good config again: accepted, and the realm still serves.
     node.config.write_text(good)
+    node.status.skip()
     os.kill(node.proc.pid, signal.SIGHUP)
-    ready(node)
+    wait_status(node, lambda p: p["healthy"] and p["last_error"] is None, 20, "the old policy back")
     admin(node, "user", "add", "alice", password=PASSWORD)
     assert kinit(node, "alice").returncode == 0
 

@@ -117,6 +117,10 @@ impl Layout {
     pub fn provision_record(&self) -> PathBuf {
         self.state_dir.join("provisioned.json")
     }
+    /// The password policy kadmin last took (see [`crate::provision::sync_policy`]).
+    pub fn applied_policy(&self) -> PathBuf {
+        self.state_dir.join("policy-applied")
+    }
     /// Realms this one trusts (`ntari-admin identity trust add`), one
     /// `REALM kdc-host:port` line each, read into `krb5.conf`.
     pub fn trusts(&self) -> PathBuf {
