@@ -37,7 +37,7 @@ cargo build --quiet --release -p ntari-identity -p ntari-admin
 .venv/bin/python tests/interop/bench_identity.py --bin-dir target/release --rounds 6 --seconds 5 --cpu-window 30
 
 echo
-echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, their guards and daemons, idle (release)"
+echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, their guards and daemons, idle (release)"
 .venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
 
 echo

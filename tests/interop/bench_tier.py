@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: idle memory of the core tier that exists so far (ntari-ntp,
-ntari-dns, ntari-dhcp, ntari-vpn, each with its daemon), against DESIGN.md
-§7's "whole hub (every service node + daemons), idle RSS ≤ 128 MiB".
+ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, each with its daemons),
+against DESIGN.md §7's "whole hub (every service node + daemons), idle RSS
+≤ 128 MiB".
 
-Starts the four release nodes with the example configs (dhcp on a veth
+Starts the five release nodes with the example configs (dhcp on a veth
 pair of its own, the client end in a namespace, as in the tests; vpn with
 a unique interface name and its peers' endpoint on that veth pair, where
 nothing answers), waits until all are healthy, lets them idle 10 s, and
@@ -93,7 +94,9 @@ def main() -> int:
         vpn_toml = vpn_toml.replace("listen_port = 0", f"listen_port = {40000 + os.getpid() % 20000}")
         (work / "vpn.toml").write_text(vpn_toml)
         configs = {"ntp": ROOT / "examples" / "ntp.toml", "dns": ROOT / "examples" / "dns.toml",
-                   "dhcp": work / "dhcp.toml", "vpn": work / "vpn.toml"}
+                   "dhcp": work / "dhcp.toml", "vpn": work / "vpn.toml",
+                   # as-is: realm COOP.LAN on loopback; the first configure provisions it.
+                   "identity": ROOT / "examples" / "identity.toml"}
         try:
             for svc, cfg in configs.items():
                 procs[svc] = subprocess.Popen(

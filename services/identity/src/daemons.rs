@@ -133,6 +133,21 @@ pub fn prepare_dirs(layout: &Layout, user: &SlapdUser) -> Result<(), String> {
     Ok(())
 }
 
+/// The KDC's and kadmind's log files, created (or narrowed) to 0600.
+pub fn private_logs(layout: &Layout) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for path in [layout.kdc_log(), layout.kadmind_log()] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The three daemons in start order. krb5kdc and kadmind exit at once if
 /// slapd does not answer, so the runtime starts them only after
 /// `daemon_started("slapd")` saw it answer.

@@ -129,15 +129,18 @@ impl Service for Identity {
         daemons::specs(config, &layout, &user)
     }
 
-    /// slapd's run dir (owned by its user) may be gone after a reboot.
+    /// slapd's run dir (owned by its user) may be gone after a reboot;
+    /// the KDC's and kadmind's logs (principal names, addresses) are made
+    /// 0600 before they open them (they keep an existing file's mode).
     fn set_up(
         &self,
         config: &IdentityConfig,
         paths: &Paths,
     ) -> impl Future<Output = Result<(), String>> + Send {
         let layout = Layout::new(paths);
-        let result =
-            SlapdUser::resolve(config).and_then(|user| daemons::prepare_dirs(&layout, &user));
+        let result = SlapdUser::resolve(config)
+            .and_then(|user| daemons::prepare_dirs(&layout, &user))
+            .and_then(|()| daemons::private_logs(&layout));
         async move { result }
     }
 
