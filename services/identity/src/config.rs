@@ -61,6 +61,11 @@ pub struct Ldap {
     /// The user slapd drops to after opening its ports. Default: `openldap`
     /// (Debian) or `ldap` (Alpine), whichever exists; `root` keeps root.
     pub user: Option<String>,
+    /// slapd's file descriptor limit, so at most about this many clients
+    /// at once. slapd sizes its connection table by it: at 20000 (a
+    /// common system default) that table alone is ~12 MiB of its memory.
+    /// Default 1024.
+    pub max_open_files: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -130,6 +135,7 @@ impl Default for Ldap {
             port: 389,
             ldaps_port: 636,
             user: None,
+            max_open_files: 1024,
         }
     }
 }
@@ -234,6 +240,12 @@ impl IdentityConfig {
                     format!("no user {user:?} on this machine (slapd drops to it after opening its ports)"),
                 ));
             }
+        }
+        if !(64..=1_048_576).contains(&self.ldap.max_open_files) {
+            return Err(ConfigIssue::new(
+                "ldap.max_open_files",
+                format!("{} is outside 64-1048576", self.ldap.max_open_files),
+            ));
         }
         if self.ldap.listen.is_empty() {
             return Err(ConfigIssue::new(
@@ -469,6 +481,7 @@ mod tests {
             ),
             ("domain = \"-bad\"", "domain"),
             ("[ldap]\nuser = \"a b\"", "ldap.user"),
+            ("[ldap]\nmax_open_files = 10", "ldap.max_open_files"),
         ];
         for (text, key) in cases {
             let issue = config(text).validate().expect_err(text);

@@ -154,8 +154,15 @@ pub fn private_logs(layout: &Layout) -> Result<(), String> {
 pub fn specs(config: &IdentityConfig, layout: &Layout, user: &SlapdUser) -> Vec<DaemonSpec> {
     // `-d none`: foreground, and only what slapd logs at any level (its
     // errors) on stderr, which the runtime keeps as the daemon's last words.
+    // `prlimit --nofile`: slapd sizes its connection table by its file
+    // limit (see `ldap.max_open_files`); prlimit execs slapd, so the
+    // supervised process is slapd itself.
+    let nofile = config.ldap.max_open_files;
     let mut slapd_args = vec![
-        "-d".to_string(),
+        format!("--nofile={nofile}:{nofile}"),
+        "--".into(),
+        SLAPD.into(),
+        "-d".into(),
         "none".into(),
         "-h".into(),
         slapd_urls(config, layout),
@@ -170,7 +177,7 @@ pub fn specs(config: &IdentityConfig, layout: &Layout, user: &SlapdUser) -> Vec<
         command
     };
     vec![
-        DaemonSpec::new(SLAPD, Command::new(SLAPD, slapd_args))
+        DaemonSpec::new(SLAPD, Command::new("prlimit", slapd_args))
             .with_stale_file(layout.slapd_pid())
             .with_stale_file(layout.ldapi_socket()),
         DaemonSpec::new(KRB5KDC, with_env(Command::new(KRB5KDC, ["-n"]))),

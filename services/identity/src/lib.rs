@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(names, ["slapd", "krb5kdc", "kadmind"]);
         assert_eq!(
             specs[0].command.display(),
-            "slapd -d none -h ldapi://%2Frun%2Fntari%2Fidentity%2Fslapd%2Fldapi/ ldap://0.0.0.0:389/ ldaps://0.0.0.0:636/ -f /run/ntari/identity/slapd.conf"
+            "prlimit --nofile=1024:1024 -- slapd -d none -h ldapi://%2Frun%2Fntari%2Fidentity%2Fslapd%2Fldapi/ ldap://0.0.0.0:389/ ldaps://0.0.0.0:636/ -f /run/ntari/identity/slapd.conf"
         );
         assert_eq!(
             specs[1].command.display(),
