@@ -54,17 +54,9 @@ impl Identity {
         let Ok(mut guard) = self.kdc_log.lock() else {
             return Default::default();
         };
-        let path = layout.kdc_log();
-        if guard.as_ref().map(|l| l.path() != path).unwrap_or(true) {
-            *guard = Some(probe::KdcLog::new(path));
-        }
-        match guard.as_mut() {
-            Some(log) => {
-                log.update();
-                log.counts.clone()
-            }
-            None => Default::default(),
-        }
+        let log = guard.get_or_insert_with(|| probe::KdcLog::new(layout.kdc_log()));
+        log.update();
+        log.counts.clone()
     }
 }
 
@@ -125,6 +117,8 @@ impl Service for Identity {
 
     fn daemons(&self, config: &IdentityConfig, paths: &Paths) -> Vec<DaemonSpec> {
         let layout = Layout::new(paths);
+        // validate() has made sure the user exists: no silent fallback here
+        // but for a user deleted in between (slapd then keeps root).
         let user = SlapdUser::resolve(config).unwrap_or(SlapdUser { user: None });
         daemons::specs(config, &layout, &user)
     }

@@ -191,9 +191,9 @@ pub struct KdcLog {
 
 /// A log this big is emptied after it is read: the KDC appends
 /// (`O_APPEND`), so it goes on writing at the new end.
-const KDC_LOG_LIMIT: u64 = 8 << 20;
+const LOG_LIMIT: u64 = 8 << 20;
 /// At most this much is read per probe.
-const KDC_LOG_CHUNK: u64 = 1 << 20;
+const LOG_CHUNK: u64 = 1 << 20;
 
 impl KdcLog {
     pub fn new(path: PathBuf) -> KdcLog {
@@ -223,10 +223,7 @@ impl KdcLog {
         };
         let mut buf = Vec::new();
         if file.seek(SeekFrom::Start(offset)).is_err()
-            || (&mut file)
-                .take(KDC_LOG_CHUNK)
-                .read_to_end(&mut buf)
-                .is_err()
+            || (&mut file).take(LOG_CHUNK).read_to_end(&mut buf).is_err()
         {
             return;
         }
@@ -242,7 +239,7 @@ impl KdcLog {
             }
         }
         let mut next = offset + complete as u64;
-        if next >= KDC_LOG_LIMIT && next == len && file.set_len(0).is_ok() {
+        if next >= LOG_LIMIT && next == len && file.set_len(0).is_ok() {
             next = 0;
         }
         self.offset = Some(next);
@@ -258,7 +255,7 @@ impl KdcLog {
 /// new end. The run dir is a tmpfs on NTARI OS; it must not fill.
 pub fn trim_log(path: &Path) {
     if std::fs::metadata(path)
-        .map(|m| m.len() > KDC_LOG_LIMIT)
+        .map(|m| m.len() > LOG_LIMIT)
         .unwrap_or(false)
     {
         if let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) {

@@ -15,7 +15,7 @@
 //! a refused password leaves no entry behind.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -814,14 +814,14 @@ fn check_password_text(password: &str) -> anyhow::Result<()> {
 /// A random secret of [`SECRET_LEN`] characters with lower and upper
 /// case letters, digits and punctuation (4 classes, whatever the policy).
 fn random_secret() -> anyhow::Result<String> {
+    use rand_core::RngCore;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+";
-    let mut urandom = std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?;
     let limit = 256 - 256 % ALPHABET.len();
     loop {
         let mut bytes = [0u8; 128];
-        urandom
-            .read_exact(&mut bytes)
-            .context("cannot read /dev/urandom")?;
+        rand_core::OsRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|e| anyhow!("cannot read the system's random source: {e}"))?;
         let secret: String = bytes
             .iter()
             .filter(|b| (**b as usize) < limit)
