@@ -151,6 +151,31 @@ def identity_demo(state: str, run_dir: str) -> bool:
     return out.returncode == 0 and kinit.returncode == 0 and "cn: Alice Example" in search.stdout
 
 
+def files_demo(state: str, run_dir: str) -> bool:
+    """A member writes to her share over SMB; a guest puts a flyer on the
+    public share, and a Linux machine reads it back over NFS."""
+    member = f"demo{os.getpid()}"
+    password = "Demo-password-42"
+    admin = ["target/debug/ntari-admin", "files", "--run-dir", run_dir]
+    say(f"echo '{password}' | ntari-admin files --run-dir {run_dir} user add {member} --password-stdin")
+    out = subprocess.run(admin + ["user", "add", member, "--password-stdin"], input=password + "\n",
+                         capture_output=True, text=True, timeout=30)
+    print((out.stdout + out.stderr).rstrip())
+    try:
+        notes = Path(state).parent / "demo-notes.txt"
+        notes.write_text("minutes of the general assembly\n")
+        member_put = run(["smbclient", "-p", "14450", "-U", f"{member}%{password}", "//127.0.0.1/members",
+                          "-c", f"put {notes} notes.txt; ls"])
+        flyer = Path(state).parent / "demo-flyer.txt"
+        flyer.write_text("Repair café on Saturday, 10:00, at the hub\n")
+        guest_put = run(["smbclient", "-p", "14450", "-N", "//127.0.0.1/public", "-c", f"put {flyer} flyer.txt"])
+        nfs = run(["nfs-cat", "nfs://127.0.0.1/public/flyer.txt?version=4&nfsport=20490"])
+        return (out.returncode == 0 and member_put.returncode == 0 and guest_put.returncode == 0
+                and nfs.stdout == flyer.read_text())
+    finally:
+        subprocess.run(admin + ["user", "remove", member], capture_output=True, timeout=30)
+
+
 def together(dns_port: int, ns: str, iface: str) -> int:
     """ntari-dhcp hands out a lease; ntari-dns answers the client's name."""
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -232,6 +257,7 @@ def main() -> int:
     parser.add_argument("--dhcp-iface")
     parser.add_argument("--vpn-peer-netns")
     parser.add_argument("--identity-dirs", nargs=2, metavar=("STATE", "RUN"))
+    parser.add_argument("--files-dirs", nargs=2, metavar=("STATE", "RUN"))
     args = parser.parse_args()
     node, health_topic, status_topic = args.node, args.health_topic, args.status_topic
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
@@ -297,6 +323,10 @@ def main() -> int:
 
         if args.identity_dirs and not identity_demo(*args.identity_dirs):
             print("demo: the member could not log in or read the directory", file=sys.stderr)
+            return 1
+
+        if args.files_dirs and not files_demo(*args.files_dirs):
+            print("demo: the share could not be written over SMB or read over NFS", file=sys.stderr)
             return 1
 
         say(f"ros2 lifecycle list {node}")

@@ -8,7 +8,9 @@
 # (WireGuard, examples/vpn.toml) in one namespace tunnels to a wireguard-go
 # peer in another, joined by a veth pair; ntari-identity (Kerberos + LDAP,
 # examples/identity.toml) makes its realm, a member logs in with kinit and
-# reads the directory. Two cooperatives federate
+# reads the directory; ntari-files (Samba + NFS-Ganesha, examples/files.toml)
+# takes a member's file over SMB and serves a guest's flyer over NFS. Two
+# cooperatives federate
 # (ci/demo-federation.sh): a signed agreement brings up their tunnel and
 # coop A's ntp health appears in coop B under /remote/coop_a/. Last, ntari-dhcp and ntari-dns
 # run together: the client's lease makes its name resolve, and ntari-admin
@@ -21,7 +23,7 @@ bash ci/setup.sh
 echo "== building"
 cargo build --quiet --example ntari_example_node -p ntari-examples
 cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-admin
-cargo build --quiet -p ntari-federation -p ntari-identity
+cargo build --quiet -p ntari-federation -p ntari-identity -p ntari-files
 
 export CYCLONEDDS_URI="file://$PWD/tests/cyclonedds-loopback.xml"
 export ROS_DOMAIN_ID=$((100 + RANDOM % 100))
@@ -153,6 +155,14 @@ demo "ntari-identity: Kerberos (MIT) and LDAP (OpenLDAP) behind a lifecycle node
   /ntari/identity/health /ntari/identity/status --identity-dirs "$work/identity-state" "$work/identity-run" -- \
   target/debug/ntari-identity --config examples/identity.toml --state-dir "$work/identity-state" \
   --run-dir "$work/identity-run" --key "$work/node.ed25519" --node-config "$work/absent-ntari.toml" --metrics-port 19705
+
+# examples/files.toml as-is: smbd and NFS-Ganesha on loopback and high
+# ports, the shares made under the state dir; a member writes over SMB, a
+# flyer put there by a guest is read back over NFS.
+demo "ntari-files: Samba and NFS-Ganesha behind a lifecycle node" /ntari/ntari_files_node \
+  /ntari/files/health /ntari/files/status --files-dirs "$work/files-state" "$work/files-run" -- \
+  target/debug/ntari-files --config examples/files.toml --state-dir "$work/files-state" \
+  --run-dir "$work/files-run" --key "$work/node.ed25519" --node-config "$work/absent-ntari.toml" --metrics-port 19706
 
 # Two cooperatives federated over ntari-vpn tunnels by ntari-federation:
 # coop_a's ntari-ntp health on coop_b's graph (ci/demo-federation.sh, which

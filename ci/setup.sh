@@ -16,15 +16,19 @@ cd "$(dirname "$0")/.."
 # filters forwarded traffic with, iperf3 and ping its tests' traffic;
 # krb5-kdc, krb5-admin-server, krb5-kdc-ldap and slapd are ntari-identity's
 # daemons (ldap-utils for provisioning, openssl for its certificate),
-# krb5-user (kinit, kvno) the members' side in its tests.
+# krb5-user (kinit, kvno) the members' side in its tests; samba and
+# nfs-ganesha(-vfs) are ntari-files' daemons, smbclient, libnfs-utils
+# (nfs-cat, nfs-cp) and rpcbind (NFSv3, only inside a test's namespace) the
+# members' side in its tests.
 apt_packages=(cmake clang libclang-dev pkg-config python3 python3-venv python3-pip iproute2 procps util-linux
   chrony dnsmasq-base bind9-dnsutils dnsperf kea-dhcp4-server kea-admin udhcpc
   wireguard-tools wireguard-go nftables iperf3 iputils-ping
-  krb5-kdc krb5-admin-server krb5-kdc-ldap slapd ldap-utils krb5-user openssl)
+  krb5-kdc krb5-admin-server krb5-kdc-ldap slapd ldap-utils krb5-user openssl
+  samba smbclient nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils)
 # Daemons the nodes run themselves are never started system-wide: while
 # installing, policy-rc.d (Debian's switch for exactly this) refuses every
 # start, and the units are disabled afterwards.
-system_daemons=(slapd krb5-kdc krb5-admin-server)
+system_daemons=(slapd krb5-kdc krb5-admin-server smbd nmbd samba-ad-dc nfs-ganesha rpcbind rpcbind.socket)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -192,3 +192,32 @@ def kill_daemon_and_see_restart(node, pid: int, daemon: str, false_within: float
     assert "SIGKILL" in (payload["daemon"]["last_exit"] or ""), payload["daemon"]
     assert not pid_alive(pid)
     return payload
+
+
+def with_setting(good: str, bad: str) -> str:
+    """TOML text ``good`` with one setting replaced (or added) by ``bad``:
+    ``key = value`` at the top, ``[section]\nkey = value`` in that section,
+    and an ``[[array]]`` table appended."""
+    if bad.startswith("[["):
+        return good + "\n" + bad + "\n"
+    if bad.startswith("["):
+        section, line = bad.split("\n")
+        key_name = line.split("=")[0].strip()
+        start = good.index(section + "\n")
+        end = good.find("\n[", start + 1) % (len(good) + 1)
+        have = re.compile(rf"^{re.escape(key_name)} = .*$", re.M).search(good, start, end)
+        at = start + len(section) + 1
+        return good[:have.start()] + line + good[have.end():] if have else good[:at] + line + "\n" + good[at:]
+    key_name = bad.split("=")[0].strip()
+    line = re.search(rf"^{re.escape(key_name)} = .*$", good, re.M)
+    return good.replace(line.group(0), bad, 1) if line else bad + "\n" + good
+
+
+def open_to_others(path: Path) -> None:
+    """o+x on ``path`` and its parents below /tmp: a daemon that drops to its
+    own user (slapd) or serves as ``nobody`` (smbd's guests) must walk down
+    to its files, and pytest's base dirs are 0700."""
+    for d in [path, *path.parents]:
+        if d in (Path("/tmp"), Path("/")):
+            break
+        d.chmod(d.stat().st_mode | 0o001)

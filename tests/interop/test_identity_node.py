@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_binary, pick_domain_id
-from helpers import free_port, metric, pid_alive, wait_health, wait_status, wait_until
+from helpers import (free_port, metric, open_to_others, pid_alive, wait_health, wait_status, wait_until,
+                     with_setting)
 from ros_types import S, T, Bool, String
 
 NODE = "/ntari/ntari_identity_node"
@@ -58,10 +59,7 @@ def identity_node(launch, graph, tmp_path):
     binary = find_binary("ntari-identity")
     # slapd drops to its own user, who must be able to walk down to its
     # database: pytest's base dirs are 0700.
-    for d in [tmp_path, *tmp_path.parents]:
-        if d in (Path("/tmp"), Path("/")):
-            break
-        d.chmod(d.stat().st_mode | 0o001)
+    open_to_others(tmp_path)
 
     def _start(name="node", config=None, watch=True, env=None, autostart=True):
         d = tmp_path / name
@@ -326,10 +324,7 @@ def test_a_foreign_database_without_a_record_is_refused(identity_node):
 def test_check_config_passes_on_a_fresh_machine_and_names_a_bad_key(tmp_path):
     """What OpenRC runs before every start and reload: on a state dir that
     does not exist yet (a fresh machine), then on a bad config."""
-    for d in [tmp_path, *tmp_path.parents]:
-        if d in (Path("/tmp"), Path("/")):
-            break
-        d.chmod(d.stat().st_mode | 0o001)
+    open_to_others(tmp_path)
     cfg = tmp_path / "identity.toml"
     cfg.write_text(config_text())
     cmd = [find_binary("ntari-identity"), "--config", str(cfg), "--state-dir", str(tmp_path / "fresh-state"),
@@ -363,21 +358,6 @@ BAD = [
     ('[tickets]\nmax_renewable_life = "1h"', "tickets.max_renewable_life"),
     ('relam = "X"', "relam"),
 ]
-
-
-def with_setting(good: str, bad: str) -> str:
-    """``good`` with one setting replaced (or added) by ``bad``."""
-    if bad.startswith("["):
-        section, line = bad.split("\n")
-        key_name = line.split("=")[0].strip()
-        start = good.index(section + "\n")
-        end = good.find("\n[", start + 1) % (len(good) + 1)
-        have = re.compile(rf"^{re.escape(key_name)} = .*$", re.M).search(good, start, end)
-        at = start + len(section) + 1
-        return good[:have.start()] + line + good[have.end():] if have else good[:at] + line + "\n" + good[at:]
-    key_name = bad.split("=")[0].strip()
-    line = re.search(rf"^{re.escape(key_name)} = .*$", good, re.M)
-    return good.replace(line.group(0), bad, 1) if line else bad + "\n" + good
 
 
 def test_an_invalid_config_is_refused_and_the_running_daemons_are_untouched(identity_node):

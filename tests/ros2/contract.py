@@ -300,6 +300,19 @@ def start_identity(c: "NodeContract", env: StartEnv) -> Running:
     return Running(c, proc, d)
 
 
+def start_files(c: "NodeContract", env: StartEnv) -> Running:
+    """examples/files.toml (smbd and NFS-Ganesha on loopback) on free ports;
+    the shares are made in the test's own state dir."""
+    d = env.workdir(c.key)
+    text = (EXAMPLES / "files.toml").read_text()
+    for old in ("port = 14450", "port = 20490"):
+        text = _replace(text, f"\n{old}\n", f"\nport = {free_port(socket.SOCK_STREAM)}\n", "examples/files.toml")
+    cfg = d / "files.toml"
+    cfg.write_text(text)
+    proc = env.launch(env.binary(c.binary), *_service_args(d, cfg, env), *env.args, name=c.key)
+    return Running(c, proc, d)
+
+
 NODES: List[NodeContract] = [
     NodeContract(
         key="example", namespace="/ntari", name="ntari_example_node",
@@ -348,6 +361,13 @@ NODES: List[NodeContract] = [
         publishers=runtime_publishers("identity"),
         # Three daemons (slapd, krb5kdc, kadmind); status `daemon` is the first.
         daemon="slapd", has_status=True,
+    ),
+    NodeContract(
+        key="files", namespace="/ntari", name="ntari_files_node",
+        binary="ntari-files", crate="ntari-files", start=start_files, service="files",
+        publishers=runtime_publishers("files"),
+        # Two daemons (smbd, ganesha); status `daemon` is the first.
+        daemon="smbd", has_status=True,
     ),
 ]
 

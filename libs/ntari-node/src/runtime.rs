@@ -1539,6 +1539,11 @@ fn status_payload<S: Service>(node: &Node, lifecycle: &LifecycleNode<ServiceHost
         ),
         _ => (Value::Object(Map::new()), Vec::new()),
     };
+    // Why the last probe failed, so an unhealthy node says why without its log.
+    let probe_error = match &host.last_probe {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
     let daemons: Vec<Value> = host.daemons.iter().map(daemon_status).collect();
     // Before any config names the daemons, the upstream, not running.
     let first = match daemons.first() {
@@ -1565,6 +1570,7 @@ fn status_payload<S: Service>(node: &Node, lifecycle: &LifecycleNode<ServiceHost
         "warnings": warnings,
         "inputs": input_status(&host.service, &host.inputs),
         "last_error": host.last_error,
+        "probe_error": probe_error,
     })
 }
 
@@ -1637,14 +1643,18 @@ fn diagnostics<S: Service>(status: &Value) -> DiagnosticArray {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
+    let probe_error = status["probe_error"].as_str();
     let (level, message) = match (healthy, state, status["last_error"].as_str()) {
         (true, _, _) if !warnings.is_empty() => (DiagnosticStatus::WARN, warnings.join("; ")),
         (true, _, _) => (DiagnosticStatus::OK, "healthy".to_string()),
         (false, "active", Some(e)) => (DiagnosticStatus::ERROR, e.to_string()),
-        (false, "active", None) => (
-            DiagnosticStatus::WARN,
-            "waiting for a good probe".to_string(),
-        ),
+        (false, "active", None) => match probe_error {
+            Some(e) => (DiagnosticStatus::ERROR, format!("probe failed: {e}")),
+            None => (
+                DiagnosticStatus::WARN,
+                "waiting for a good probe".to_string(),
+            ),
+        },
         (false, _, Some(e)) => (DiagnosticStatus::ERROR, e.to_string()),
         (false, s, None) => (DiagnosticStatus::STALE, format!("not active ({s})")),
     };

@@ -771,7 +771,7 @@ fn surname(name: Option<&str>, uid: &str) -> String {
 // Passwords.
 
 /// A password from stdin's first line, or typed twice on the terminal.
-fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
+pub(crate) fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin()

@@ -15,6 +15,7 @@
 
 mod domain;
 mod federation;
+mod files;
 mod identity;
 mod membership;
 mod nodes;
@@ -116,6 +117,12 @@ enum Command {
     Identity {
         #[command(flatten)]
         command: identity::IdentityArgs,
+    },
+    /// The members who may use ntari-files' SMB shares, and their
+    /// passwords (on the hub, as root, once it is configured).
+    Files {
+        #[command(flatten)]
+        command: files::FilesArgs,
     },
     /// Print shell completions for `ntari-admin`.
     Completions {
@@ -237,6 +244,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         }
         Command::Federation { command } => federation::run(command, &args.node_config).await,
         Command::Identity { command } => identity::run(command).await,
+        Command::Files { command } => files::run(command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
@@ -329,6 +337,9 @@ fn print_table(reports: &[Report], domain: u32) {
             .unwrap_or_else(|| "-".into());
         let summary = status
             .and_then(|s| s["last_error"].as_str().map(|e| format!("error: {e}")))
+            .or_else(|| {
+                status.and_then(|s| s["probe_error"].as_str().map(|e| format!("probe: {e}")))
+            })
             .or_else(|| status.and_then(|s| s["detail"]["summary"].as_str().map(str::to_string)))
             .unwrap_or_default();
         println!(

@@ -70,6 +70,7 @@ impl Report {
             "daemon": status.map(|s| s["daemon"].clone()),
             "summary": status.and_then(|s| s["detail"]["summary"].as_str()),
             "last_error": status.and_then(|s| s["last_error"].as_str()),
+            "probe_error": status.and_then(|s| s["probe_error"].as_str()),
             "issuer": status.and_then(|s| s["_issuer"].as_str()),
         })
     }
