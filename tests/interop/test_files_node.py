@@ -166,11 +166,13 @@ def ours(pids, node):
 def test_example_config_members_and_guests_over_smb_the_same_file_over_nfs(files_node, members):
     """examples/files.toml as-is (on free ports): a member's files, the guest
     share, the refusals, NFS reading what SMB wrote, status and metrics."""
-    node = files_node()
+    # smbstatus every second instead of every 120 s, to see a session while
+    # it lasts (the only change to the example).
+    node = files_node(config=config_text().replace("[smb]\n", "[smb]\nstatus_interval = 1\n", 1))
     payload = ready(node)
     assert [d["name"] for d in payload["daemons"]] == list(DAEMONS)
     smb = payload["detail"]["smb"]
-    assert smb["dialect"] == "3.1.1" and smb["anonymous_ipc"] == "IPC$ connected", smb
+    assert smb["dialect"] == "3.1.1" and smb["anonymous_tree_connect"] == "public connected", smb
     assert payload["detail"]["nfs"]["exports"] == [{"export": "/public", "ok": True, "entries": 0}]
     assert payload["daemon"]["version"].startswith("Version 4."), payload["daemon"]
 
@@ -190,6 +192,11 @@ def test_example_config_members_and_guests_over_smb_the_same_file_over_nfs(files
     assert r.returncode != 0 and "NT_STATUS_LOGON_FAILURE" in r.stdout + r.stderr, r.stdout + r.stderr
     r = smbclient(node, "members", "ls")
     assert r.returncode != 0 and "NT_STATUS_ACCESS_DENIED" in r.stdout + r.stderr, r.stdout + r.stderr
+
+    # Nobody lists the members' names anonymously (restrict anonymous = 2).
+    r = subprocess.run(["rpcclient", "-p", str(node.smb_port), "-U%", "127.0.0.1", "-c", "enumdomusers"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and alice not in r.stdout, r.stdout + r.stderr
 
     # The guest share, and the same file over NFS.
     flyer = os.urandom(200_000)
@@ -255,13 +262,15 @@ def test_kill_9_of_each_daemon_health_false_at_once_and_the_other_untouched(file
         assert nfs_cat(node, f"/public/after-{name}.txt").stdout == b"x"
 
 
-def test_node_sigkill_leaves_no_samba_or_ganesha_process_anywhere(files_node):
-    """smbd's helpers (samba-dcerpcd, rpcd_*), started by a share listing,
-    leave its process group; they still end with the node."""
+def test_node_sigkill_leaves_no_samba_or_ganesha_process_anywhere(files_node, members):
+    """smbd's helpers (samba-dcerpcd, rpcd_*), started by a member's share
+    listing, leave its process group; they still end with the node."""
     node = files_node()
     ready(node)
-    r = subprocess.run(["smbclient", "-p", str(node.smb_port), "-N", "-L", "127.0.0.1"], capture_output=True,
-                       text=True, timeout=30)
+    alice = members()
+    admin(node, "user", "add", alice, password=PASSWORD)
+    r = subprocess.run(["smbclient", "-p", str(node.smb_port), "-U", f"{alice}%{PASSWORD}", "-L", "127.0.0.1"],
+                       capture_output=True, text=True, timeout=30)
     assert "public" in r.stdout and "members" in r.stdout, r.stdout + r.stderr
     running = wait_until(lambda: (lambda p: p if "samba-dcerpcd" in p.values() else None)(
         ours(processes(SAMBA_AND_NFS), node)), 10, "samba-dcerpcd started by the listing")
@@ -346,6 +355,7 @@ BAD = [
     ('[smb]\nlisten = ["not-an-address"]', "smb.listen"),
     ("[smb]\nport = 70000", "smb.port"),
     ('[smb]\nworkgroup = "A%B"', "smb.workgroup"),
+    ("[smb]\nstatus_interval = 0", "smb.status_interval"),
     ('[nfs]\nbackend = "knfsd"', "nfs.backend"),
     ("[nfs]\nport = 0", "nfs.port"),
     ('[nfs]\ngrace = "yes"', "nfs.grace"),
@@ -452,7 +462,7 @@ def test_encryption_and_signing_required_members_get_in_encrypted(files_node, me
     node = files_node("strict", config=text)
     payload = ready(node)
     smb = payload["detail"]["smb"]
-    assert smb["signing_required"] is True and "ACCESS_DENIED" in smb["anonymous_ipc"], smb
+    assert smb["signing_required"] is True and "ACCESS_DENIED" in smb["anonymous_tree_connect"], smb
     alice = members()
     admin(node, "user", "add", alice, password=PASSWORD)
     (node.tmp / "secret.txt").write_text("board minutes")

@@ -31,6 +31,7 @@ pub mod stats;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ntari_node::service::{
@@ -45,8 +46,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a daemon may take to answer after its start.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The service, holding what smbd last said of itself (see
+/// [`Files::refresh_stats`]).
 #[derive(Debug, Default)]
-pub struct Files;
+pub struct Files {
+    stats: Arc<Mutex<stats::Cache>>,
+}
 
 /// Where a probe reaches a server listening on `listen`.
 fn probe_address(listen: &[IpAddr], port: u16) -> SocketAddr {
@@ -66,12 +71,30 @@ fn nfs_address(config: &FilesConfig) -> SocketAddr {
     probe_address(&[config.nfs.listen], config.nfs.port)
 }
 
+/// The share the SMB probe's anonymous session connects to: a guest share
+/// (so a tree connect to a real directory is proven) or else IPC$ (which
+/// `restrict anonymous = 2` refuses: reported, not a failure).
+fn probe_share(config: &FilesConfig) -> &str {
+    config
+        .shares
+        .iter()
+        .find(|s| s.guest)
+        .map_or("IPC$", |s| s.name.as_str())
+}
+
 fn nfs_probe_paths(config: &FilesConfig, paths: &Paths) -> Vec<String> {
     config
         .exports
         .iter()
         .map(|e| render::probe_path(config, e, &paths.state_dir))
         .collect()
+}
+
+/// The cache, even if a panicking thread held it (it holds plain data).
+fn lock(cache: &Mutex<stats::Cache>) -> std::sync::MutexGuard<'_, stats::Cache> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A samba tool with the node's own smb.conf, its stdout.
@@ -98,24 +121,86 @@ async fn samba_tool(program: &str, args: &[&str], layout: &Layout) -> Result<Str
 }
 
 impl Files {
-    /// SMB2 over the wire, then what smbd says of its sessions and
-    /// counters, and how many members the passdb has.
-    async fn probe_smb(config: &FilesConfig, layout: &Layout) -> Result<stats::Round, String> {
+    /// SMB2 over the wire (every probe, in-process), and what smbd last
+    /// said of its sessions, counters and members (see [`Self::refresh_stats`]).
+    async fn probe_smb(
+        config: &FilesConfig,
+        layout: &Layout,
+        cache: Arc<Mutex<stats::Cache>>,
+    ) -> Result<stats::Round, String> {
         let started = Instant::now();
-        let smb = smb::probe(smb_address(config), PROBE_TIMEOUT).await?;
+        let share = probe_share(config);
+        let smb = smb::probe(smb_address(config), share, PROBE_TIMEOUT).await?;
         let seconds = started.elapsed().as_secs_f64();
-        let (status, profile, members) = tokio::join!(
-            samba_tool("smbstatus", &["--json"], layout),
-            samba_tool("smbstatus", &["--profile"], layout),
-            samba_tool("pdbedit", &["-L"], layout),
-        );
+        Files::refresh_stats(config, layout, &cache);
+        let cached = lock(&cache).clone();
         Ok(stats::Round {
             smb: Some((smb, seconds)),
-            status: status.and_then(|s| stats::parse_status(&s)).ok(),
-            profile: profile.ok().map(|p| stats::parse_profile(&p)),
-            members: members.ok().map(|m| stats::count_members(&m)),
+            probe_share: share.to_string(),
+            status: cached.status,
+            profile: cached.profile,
+            members: cached.members,
             nfs: None,
         })
+    }
+
+    /// Samba's tools cost 20-50 ms of CPU a run, far more than the probe:
+    /// `smbstatus` (sessions, then counters) runs at most every
+    /// `smb.status_interval` seconds, `pdbedit -L` only when the passdb
+    /// changed, both in the background so no probe (and no activation)
+    /// waits for them. The next probes report what they found.
+    fn refresh_stats(config: &FilesConfig, layout: &Layout, cache: &Arc<Mutex<stats::Cache>>) {
+        let interval = Duration::from_secs(config.smb.status_interval);
+        let passdb_changed_at = std::fs::metadata(&layout.passdb)
+            .and_then(|m| m.modified())
+            .ok();
+        let (status_due, members_due) = {
+            let mut c = lock(cache);
+            if c.in_flight {
+                return;
+            }
+            let status_due = c.refreshed.is_none_or(|t| t.elapsed() >= interval);
+            let members_due = c.members.is_none() || c.passdb_changed_at != passdb_changed_at;
+            c.in_flight = status_due || members_due;
+            (status_due, members_due)
+        };
+        if !(status_due || members_due) {
+            return;
+        }
+        let (cache, layout) = (Arc::clone(cache), layout.clone());
+        tokio::spawn(async move {
+            let status = if status_due {
+                let (status, profile) = tokio::join!(
+                    samba_tool("smbstatus", &["--json"], &layout),
+                    samba_tool("smbstatus", &["--profile"], &layout),
+                );
+                Some((
+                    status.and_then(|s| stats::parse_status(&s)).ok(),
+                    profile.ok().map(|p| stats::parse_profile(&p)),
+                ))
+            } else {
+                None
+            };
+            let members = if members_due {
+                samba_tool("pdbedit", &["-L"], &layout)
+                    .await
+                    .ok()
+                    .map(|m| stats::count_members(&m))
+            } else {
+                None
+            };
+            let mut c = lock(&cache);
+            if let Some((status, profile)) = status {
+                c.status = status;
+                c.profile = profile;
+                c.refreshed = Some(Instant::now());
+            }
+            if members_due {
+                c.members = members;
+                c.passdb_changed_at = passdb_changed_at;
+            }
+            c.in_flight = false;
+        });
     }
 
     /// A NULL call, then every export's root looked up and listed. One
@@ -273,9 +358,11 @@ impl Service for Files {
         let mut last_error = String::new();
         while Instant::now() < deadline {
             let answer = match daemon {
-                daemons::SMBD => smb::probe(smb_address(config), PROBE_TIMEOUT)
-                    .await
-                    .map(|_| ()),
+                daemons::SMBD => {
+                    smb::probe(smb_address(config), probe_share(config), PROBE_TIMEOUT)
+                        .await
+                        .map(|_| ())
+                }
                 daemons::GANESHA | daemons::MOUNTD => {
                     nfs::probe(nfs_address(config), &[], PROBE_TIMEOUT)
                         .await
@@ -302,11 +389,12 @@ impl Service for Files {
         paths: &Paths,
     ) -> impl Future<Output = Result<ProbeReport, String>> + Send {
         let (config, paths) = (config.clone(), paths.clone());
+        let cache = Arc::clone(&self.stats);
         async move {
             let layout = Layout::new(&paths);
             let smb = async {
                 if config.smb.enabled {
-                    Files::probe_smb(&config, &layout).await.map(Some)
+                    Files::probe_smb(&config, &layout, cache).await.map(Some)
                 } else {
                     Ok(None)
                 }
@@ -436,10 +524,12 @@ mod tests {
         let config = FilesConfig::default();
         let p = paths();
         assert_eq!(
-            Files.check_command(&config, &p).map(|c| c.display()),
+            Files::default()
+                .check_command(&config, &p)
+                .map(|c| c.display()),
             Some("testparm -s --suppress-prompt /run/ntari/files/smb-check.conf".to_string())
         );
-        let specs = Files.daemons(&config, &p);
+        let specs = Files::default().daemons(&config, &p);
         let names: Vec<_> = specs.iter().map(|s| s.name).collect();
         assert_eq!(names, ["smbd", "ganesha"]);
         assert_eq!(
@@ -452,7 +542,7 @@ mod tests {
         );
         let mut kernel = config.clone();
         kernel.nfs.backend = "kernel".into();
-        let specs = Files.daemons(&kernel, &p);
+        let specs = Files::default().daemons(&kernel, &p);
         assert_eq!(
             specs[1].command.display(),
             "rpc.mountd --foreground --no-nfs-version 3"
@@ -464,9 +554,9 @@ mod tests {
         let old = FilesConfig::default();
         let mut new = old.clone();
         new.share_roots = vec!["/srv".into()];
-        assert_eq!(Files.reload(&old, &new), Reload::Live);
+        assert_eq!(Files::default().reload(&old, &new), Reload::Live);
         new.smb.port = 1445;
-        assert_eq!(Files.reload(&old, &new), Reload::Restart);
+        assert_eq!(Files::default().reload(&old, &new), Reload::Restart);
     }
 
     #[test]

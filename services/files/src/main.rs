@@ -3,5 +3,5 @@
 //! `ntari_files::Files` and the shared runtime; see docs/services/files.md.
 
 fn main() -> std::process::ExitCode {
-    ntari_node::runtime::main(ntari_files::Files)
+    ntari_node::runtime::main(ntari_files::Files::default())
 }

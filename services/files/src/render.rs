@@ -132,6 +132,9 @@ pub fn smb_conf(config: &FilesConfig, layout: &Layout) -> String {
     );
     // Defence in depth: no SMB login as root, whatever the passdb holds.
     kv("invalid users", &"root");
+    // No anonymous IPC$: without it anyone on the LAN lists every
+    // member's name (SAMR). Guest shares still work.
+    kv("restrict anonymous", &2);
     kv(
         "passdb backend",
         &format!("tdbsam:{}", layout.passdb.display()),
@@ -251,7 +254,7 @@ pub fn ganesha_conf(config: &FilesConfig, layout: &Layout) -> String {
         let clients: Vec<String> = export.clients.iter().map(ToString::to_string).collect();
         let _ = writeln!(
             out,
-            "EXPORT {{\n  Export_Id = {id};\n  Path = \"{}\";\n  Pseudo = \"{}\";\n  Access_Type = None;\n  Squash = {};\n  Protocols = 4;\n  Transports = TCP;\n  SecType = sys;\n  CLIENT {{\n    Clients = {};\n    Access_Type = {};\n  }}\n  FSAL {{\n    Name = VFS;\n  }}\n}}",
+            "EXPORT {{\n  Export_Id = {id};\n  Path = \"{}\";\n  Pseudo = \"{}\";\n  Access_Type = None;\n  Squash = {};\n  Protocols = 4;\n  Transports = TCP;\n  SecType = sys;\n  CLIENT {{\n    Clients = {};\n    Access_Type = {};\n    Protocols = 4;\n  }}\n  FSAL {{\n    Name = VFS;\n  }}\n}}",
             absolute(&export.path, &layout.state_dir).display(),
             export.pseudo_path(),
             ganesha_squash(&export.squash),

@@ -1,6 +1,6 @@
 //! Minimal SMB2 client used to probe a supervised smbd: which dialect it picks,
-//! whether it insists on signing, and whether an anonymous IPC$ tree connect
-//! works. Hand-rolled (no SMB crate) because we need only four requests and
+//! whether it insists on signing, and whether an anonymous tree connect (to
+//! a guest share, or IPC$) works. Hand-rolled (no SMB crate) because we need only four requests and
 //! want every byte of a hostile or broken reply to be checked, never trusted.
 
 use std::collections::hash_map::RandomState;
@@ -18,14 +18,14 @@ pub struct SmbProbe {
     pub dialect: String,
     /// The server's NEGOTIATE SecurityMode says signing is required.
     pub signing_required: bool,
-    /// How the anonymous session setup + TREE_CONNECT to IPC$ ended.
+    /// How the anonymous session setup + TREE_CONNECT to the share ended.
     pub tree_connect: TreeConnect,
 }
 
-/// How the anonymous session setup + TREE_CONNECT to IPC$ ended.
+/// How the anonymous session setup + TREE_CONNECT to the share ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TreeConnect {
-    /// An anonymous session was set up and \\<ip>\IPC$ connected.
+    /// An anonymous session was set up and \\<ip>\<share> connected.
     Connected,
     /// The server answered with a proper SMB2 error at session setup or tree
     /// connect (e.g. it requires encryption, or refuses anonymous): the NT
@@ -53,10 +53,10 @@ const NTLM_FLAGS: u32 = 0xA008_8205;
 const NTLM_ANONYMOUS: u32 = 0x0000_0800;
 
 /// NEGOTIATE, anonymous SESSION_SETUP (NTLMSSP, two legs), TREE_CONNECT
-/// \\<ip>\IPC$, then LOGOFF, over one TCP connection to `addr`, all within
+/// \\<ip>\<share> (`IPC$`, or a guest share), then LOGOFF, over one TCP connection to `addr`, all within
 /// `timeout`. Err: no connection, timeout, or a reply that is not well-formed
 /// SMB2 (the message names the step and what was wrong).
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<SmbProbe, String> {
+pub async fn probe(addr: SocketAddr, share: &str, timeout: Duration) -> Result<SmbProbe, String> {
     // Capped so an absurd timeout cannot overflow Instant arithmetic.
     let deadline = Instant::now() + timeout.min(Duration::from_secs(86_400));
     let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
@@ -75,7 +75,7 @@ pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<SmbProbe, Stri
     let body = negotiate_body(random_bytes(), random_bytes());
     let reply = c.exchange("NEGOTIATE", NEGOTIATE, &body).await?;
     let (dialect, signing_required) = parse_negotiate(&reply)?;
-    let tree_connect = c.session_and_tree(addr).await;
+    let tree_connect = c.session_and_tree(addr, share).await;
     if c.session_id != 0 && tree_connect.is_ok() {
         // Courtesy only; skipped after an Err, where it could only wait out the deadline.
         let _ = c.exchange("LOGOFF", LOGOFF, &[4, 0, 0, 0]).await;
@@ -141,8 +141,12 @@ impl Conn {
         }
     }
 
-    /// Anonymous NTLMSSP in two legs, then TREE_CONNECT to IPC$.
-    async fn session_and_tree(&mut self, addr: SocketAddr) -> Result<TreeConnect, String> {
+    /// Anonymous NTLMSSP in two legs, then TREE_CONNECT to `share`.
+    async fn session_and_tree(
+        &mut self,
+        addr: SocketAddr,
+        share: &str,
+    ) -> Result<TreeConnect, String> {
         const SS: &str = "SESSION_SETUP";
         let r = self
             .exchange(SS, SESSION_SETUP, &session_setup_body(&ntlm_negotiate()))
@@ -165,7 +169,7 @@ impl Conn {
         expect_size(SS, &r, 9)?;
         const TC: &str = "TREE_CONNECT";
         let r = self
-            .exchange(TC, TREE_CONNECT, &tree_connect_body(addr))
+            .exchange(TC, TREE_CONNECT, &tree_connect_body(addr, share))
             .await?;
         if r.status != STATUS_SUCCESS {
             return refused(TC, &r);
@@ -387,8 +391,8 @@ fn session_setup_body(token: &[u8]) -> Vec<u8> {
     b
 }
 
-fn tree_connect_body(addr: SocketAddr) -> Vec<u8> {
-    let path: Vec<u8> = format!(r"\\{}\IPC$", addr.ip())
+fn tree_connect_body(addr: SocketAddr, share: &str) -> Vec<u8> {
+    let path: Vec<u8> = format!(r"\\{}\{share}", addr.ip())
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
         .collect();
@@ -558,22 +562,24 @@ mod tests {
     async fn garbage_servers_are_err() {
         let t = Duration::from_millis(500);
         let addr = fake_server(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-        let e = probe(addr, t).await.unwrap_err();
+        let e = probe(addr, "IPC$", t).await.unwrap_err();
         assert!(
             e.starts_with("NEGOTIATE: not an SMB direct-TCP frame"),
             "{e}"
         );
         let addr = fake_server(b"\0\0\0\x0c\xfeSMB\x40\0\0\0\0\0\0\0").await;
-        let e = probe(addr, t).await.unwrap_err();
+        let e = probe(addr, "IPC$", t).await.unwrap_err();
         assert_eq!(e, "NEGOTIATE: response shorter than its header (12 bytes)");
         let addr = fake_server(b"\0\0\0\x40\xfeSMB").await; // then silence
-        let e = probe(addr, t).await.unwrap_err();
+        let e = probe(addr, "IPC$", t).await.unwrap_err();
         assert!(e.starts_with("NEGOTIATE: no answer within"), "{e}");
         // A well-formed header, but answering SESSION_SETUP instead.
         let mut frame = vec![0, 0, 0, 64];
         frame.extend(header(SESSION_SETUP, 0, 0, 0));
         frame[20] = 1; // SERVER_TO_REDIR
-        let e = probe(fake_server(frame).await, t).await.unwrap_err();
+        let e = probe(fake_server(frame).await, "IPC$", t)
+            .await
+            .unwrap_err();
         assert_eq!(e, "NEGOTIATE: reply for command 1/message 0, want 0/0");
     }
 
@@ -585,7 +591,9 @@ mod tests {
             .local_addr()
             .unwrap();
         let start = std::time::Instant::now();
-        let e = probe(addr, Duration::from_secs(5)).await.unwrap_err();
+        let e = probe(addr, "IPC$", Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(e.starts_with("connect"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(1));
     }

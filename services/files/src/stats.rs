@@ -74,8 +74,22 @@ pub const METRICS: &[MetricDesc] = &[
     },
 ];
 
+/// What Samba's tools last said, and when (kept between probes).
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    pub status: Option<SmbStatus>,
+    pub profile: Option<Profile>,
+    pub members: Option<usize>,
+    /// When smbstatus last ran.
+    pub refreshed: Option<std::time::Instant>,
+    /// The passdb's mtime when the members were counted.
+    pub passdb_changed_at: Option<std::time::SystemTime>,
+    /// A refresh is running.
+    pub in_flight: bool,
+}
+
 /// `smbstatus --json`, the parts we use. Samba writes ids as map keys.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct SmbStatus {
     #[serde(default)]
     pub sessions: BTreeMap<String, Session>,
@@ -85,7 +99,7 @@ pub struct SmbStatus {
     pub open_files: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Session {
     #[serde(default)]
     pub username: String,
@@ -99,13 +113,13 @@ pub struct Session {
     pub signing: Degree,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Degree {
     #[serde(default)]
     pub degree: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Tcon {
     #[serde(default)]
     pub service: String,
@@ -118,7 +132,7 @@ pub fn parse_status(json: &str) -> Result<SmbStatus, String> {
 }
 
 /// `smb2_<op>_count` and the two byte counters from `smbstatus --profile`.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
     pub requests: BTreeMap<String, f64>,
     pub read_bytes: f64,
@@ -152,6 +166,8 @@ pub fn parse_profile(text: &str) -> Profile {
 #[derive(Debug, Default)]
 pub struct Round {
     pub smb: Option<(SmbProbe, f64)>,
+    /// The share the SMB probe connected to anonymously.
+    pub probe_share: String,
     pub status: Option<SmbStatus>,
     pub profile: Option<Profile>,
     pub members: Option<usize>,
@@ -174,13 +190,15 @@ pub fn report(round: &Round) -> (serde_json::Map<String, Value>, Vec<MetricSampl
             *seconds,
         ));
         let tree_connect = match &smb.tree_connect {
-            TreeConnect::Connected => json!("IPC$ connected"),
-            TreeConnect::Refused { step, status } => json!(format!("{step}: {status}")),
+            TreeConnect::Connected => json!(format!("{} connected", round.probe_share)),
+            TreeConnect::Refused { step, status } => {
+                json!(format!("{}: {step}: {status}", round.probe_share))
+            }
         };
         let mut smb_detail = json!({
             "dialect": smb.dialect,
             "signing_required": smb.signing_required,
-            "anonymous_ipc": tree_connect,
+            "anonymous_tree_connect": tree_connect,
         });
         if let Some(status) = &round.status {
             let users: std::collections::BTreeSet<&str> = status
