@@ -37,7 +37,12 @@ cargo build --quiet --release -p ntari-identity -p ntari-admin
 .venv/bin/python tests/interop/bench_identity.py --bin-dir target/release --rounds 6 --seconds 5 --cpu-window 30
 
 echo
-echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, their guards and daemons, idle (release)"
+echo "== ntari-files (release): SMB put/get and NFSv4 reads through its smbd and NFS-Ganesha against the same daemons alone"
+cargo build --quiet --release -p ntari-files
+.venv/bin/python tests/interop/bench_files.py --binary target/release/ntari-files --rounds 3 --reps 5 --cpu-window 20
+
+echo
+echo "== the core tier so far: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, ntari-files, their guards and daemons, idle (release)"
 .venv/bin/python tests/interop/bench_tier.py --bin-dir target/release
 
 echo

@@ -22,7 +22,7 @@ ROOT=$PWD
 export CARGO_TERM_COLOR=never
 umask 022 # as abuild
 
-PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-admin)
+PACKAGES=(ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-files ntari-admin)
 if [ $# -gt 0 ]; then PACKAGES=("$@"); fi
 # Every package is built from the one workspace tarball.
 PROJECT=ntari-services
@@ -74,6 +74,9 @@ expected() {
 		# MIT krb5 with its LDAP module, OpenLDAP with the mdb and monitor
 		# backends; clients, openssl and setpriv for the first configure
 		ntari-identity) echo "krb5-server krb5-server-ldap openldap openldap-back-mdb openldap-back-monitor openldap-clients openssl util-linux-misc" ;;
+		# smbd and smbstatus; testparm, pdbedit, smbcontrol, smbpasswd;
+		# the kernel's NFS server (Alpine has no NFS-Ganesha)
+		ntari-files) echo "samba-server samba-common-tools nfs-utils" ;;
 		ntari-admin) echo "" ;;
 		esac ;;
 	depends:$p-openrc)
@@ -166,7 +169,7 @@ expected_tree() {
 		700 var/lib/ntari/federation
 		EOF
 		;;
-	"$p:$p") # a service: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn
+	"$p:$p") # a service: ntari-ntp, ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, ntari-files
 		cat <<-EOF
 		755 usr
 		755 usr/bin

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Benchmark: idle memory of the core tier that exists so far (ntari-ntp,
-ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, each with its daemons),
+ntari-dns, ntari-dhcp, ntari-vpn, ntari-identity, ntari-files, each with its
+daemons),
 against DESIGN.md §7's "whole hub (every service node + daemons), idle RSS
 ≤ 128 MiB".
 
-Starts the five release nodes with the example configs (dhcp on a veth
+Starts the six release nodes with the example configs (dhcp on a veth
 pair of its own, the client end in a namespace, as in the tests; vpn with
 a unique interface name and its peers' endpoint on that veth pair, where
-nothing answers), waits until all are healthy, lets them idle 10 s, and
-sums VmRSS of each node, of the guard each daemon runs under, and of the
-daemon itself (every descendant of the node). RSS counts the pages a guard
+nothing answers; files on free ports), waits until all are healthy, lets
+them idle 10 s, and sums VmRSS of each node, of the guard each daemon runs
+under, and of the daemon itself (every process under a guard: smbd's
+helpers too; not the node's own short-lived probe helpers, such as
+ntari-files' smbstatus). RSS counts the pages a guard
 shares with its node twice; PSS (proportional, /proc/<pid>/smaps_rollup)
 does not, and is shown too. Only what was started here is stopped, by PID.
 
@@ -41,18 +44,25 @@ MIB = 1024 * 1024
 TARGET_MIB = 128   # DESIGN.md §7: the whole hub, every service node + daemons
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def proc_field(pid: int, file: str, field: str) -> int:
+    """Bytes of a kB ``field`` of /proc/<pid>/``file``; 0 if the process is gone
+    (a daemon's per-connection child, a probe's helper)."""
+    try:
+        lines = Path(f"/proc/{pid}/{file}").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in lines:
+        if line.startswith(field):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def rss_bytes(pid: int) -> int:
+    return proc_field(pid, "status", "VmRSS:")
 
 
 def pss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return proc_field(pid, "smaps_rollup", "Pss:")
 
 
 def children(pid: int) -> list:
@@ -68,7 +78,10 @@ def descendants(pid: int) -> list:
 
 
 def is_guard(pid: int) -> bool:
-    return b"__ntari-guard" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    try:
+        return b"__ntari-guard" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def main() -> int:
@@ -76,6 +89,7 @@ def main() -> int:
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idling before measuring")
     args = parser.parse_args()
+    from bench_files import config_text as files_config   # here: bench_files imports this module
     bins = Path(args.bin_dir)
     domain = pick_domain_id()
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
@@ -93,10 +107,11 @@ def main() -> int:
             .replace('"192.0.2.10:51820"', f'"{net.net}.2:51820"').replace("listen_port = 51820", "listen_port = 0")
         vpn_toml = vpn_toml.replace("listen_port = 0", f"listen_port = {40000 + os.getpid() % 20000}")
         (work / "vpn.toml").write_text(vpn_toml)
+        (work / "files.toml").write_text(files_config()[0])
         configs = {"ntp": ROOT / "examples" / "ntp.toml", "dns": ROOT / "examples" / "dns.toml",
                    "dhcp": work / "dhcp.toml", "vpn": work / "vpn.toml",
                    # as-is: realm COOP.LAN on loopback; the first configure provisions it.
-                   "identity": ROOT / "examples" / "identity.toml"}
+                   "identity": ROOT / "examples" / "identity.toml", "files": work / "files.toml"}
         try:
             for svc, cfg in configs.items():
                 procs[svc] = subprocess.Popen(
@@ -115,7 +130,7 @@ def main() -> int:
             for svc, proc in procs.items():
                 below = descendants(proc.pid)
                 guards = [p for p in below if is_guard(p)]
-                daemons = [p for p in below if p not in guards]
+                daemons = [p for g in guards for p in descendants(g)]
                 node, guard, daemon = rss_bytes(proc.pid), sum(map(rss_bytes, guards)), sum(map(rss_bytes, daemons))
                 pss = [pss_bytes(proc.pid), sum(map(pss_bytes, guards)), sum(map(pss_bytes, daemons))]
                 total += node + guard + daemon

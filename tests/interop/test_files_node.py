@@ -412,6 +412,20 @@ def test_a_missing_or_file_share_path_is_refused_at_configure(files_node, tmp_pa
         assert str(path) in env["payload"]["last_error"], env["payload"]["last_error"]
     assert node.lc.get_state().id == S.UNCONFIGURED and node.proc.alive()
 
+    # An export on overlayfs (a container's root, say): NFS cannot serve it.
+    for d in ("lower", "upper", "work", "merged"):
+        (root / d).mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={root / 'lower'},upperdir={root / 'upper'},workdir={root / 'work'}",
+                    str(root / "merged")], check=True, timeout=10)
+    try:
+        node.config.write_text(base + f'\n[[exports]]\npath = "{root / "merged"}"\nclients = ["127.0.0.1/32"]\n')
+        assert node.lc.change_state(T.CONFIGURE) is False
+        env = wait_status(node, lambda p: "overlayfs" in (p["last_error"] or ""), 5, "the overlayfs refusal")
+        assert "exports[1].path" in env["payload"]["last_error"], env["payload"]["last_error"]
+    finally:
+        subprocess.run(["umount", str(root / "merged")], timeout=10)
+
 
 def test_check_config_passes_on_a_fresh_machine_and_names_a_bad_key(tmp_path):
     cfg = tmp_path / "files.toml"

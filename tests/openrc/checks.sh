@@ -52,13 +52,22 @@
 #     again (provisioned.json byte for byte). reload with an RC4 enctype is
 #     refused (file, line, key) and leaves node and daemons alone. stop:
 #     node, daemons and guards gone, through the orderly shutdown.
+# 11. ntari-files, on its own as well: `rc-service ntari-files start` starts
+#     the node with smbd and NFS-Ganesha behind its guards; healthy and
+#     Active, its status naming both with the pids behind the guards; a
+#     guest's file put over SMB (smbclient) is read back over NFSv4
+#     (nfs-cat); a member added with ntari-admin lists the shares, which
+#     starts smbd's helpers (samba-dcerpcd, rpcd_*). The node killed with
+#     SIGKILL is respawned: smbd, its helpers and Ganesha died with it, two
+#     new daemons run, healthy again.
+#     stop: node, daemons, helpers and guards gone, orderly shutdown.
 set -uo pipefail
 repo=$NTOC_REPO
 domain=$NTOC_DOMAIN
 python="$repo/.venv/bin/python"
 export CYCLONEDDS_URI="file://$repo/tests/cyclonedds-loopback.xml"
 declare -A DAEMON=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=boringtun [federation]=bridge
-  [identity]=slapd)
+  [identity]=slapd [files]=smbd)
 # The process name (/proc/<pid>/comm, what pgrep -x matches) of a binary:
 # the kernel keeps its first 15 characters, so ntari-federation shows as
 # ntari-federatio.
@@ -68,10 +77,11 @@ comm_of() { printf '%.15s' "$1"; }
 # <interface>`), and ntari-federation, whose bridge is too
 # (`ntari-federation __bridge <run dir>/bridge.json`), also its first
 # argument.
-# ntari-identity runs three; these name its first, slapd (the daemon its
-# status repeats as `daemon`), for health(); section 10 follows all three.
+# ntari-identity runs three, ntari-files two; these name their first, slapd
+# and smbd (the daemon each status repeats as `daemon`), for health();
+# sections 10 and 11 follow all of them.
 declare -A DAEMON_COMM=([ntp]=chronyd [dns]=dnsmasq [dhcp]=kea-dhcp4 [vpn]=ntari-vpn
-  [federation]=$(comm_of ntari-federation) [identity]=slapd)
+  [federation]=$(comm_of ntari-federation) [identity]=slapd [files]=smbd)
 declare -A DAEMON_ARG=([vpn]=__boringtun [federation]=__bridge)
 SERVICES=(ntp dns dhcp vpn federation)
 ALL=(ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation)
@@ -85,10 +95,14 @@ fail() {
   echo
   echo "== processes"
   ps -eo pid,ppid,stat,etimes,args | sed 's/^/   /'
-  for svc in "${SERVICES[@]}" identity; do
+  for svc in "${SERVICES[@]}" identity files; do
     echo "== /var/log/ntari/$svc.log (last 40 lines)"
     tail -n 40 "/var/log/ntari/$svc.log" 2>/dev/null | sed 's/^/   | /'
   done
+  if [ -e /var/log/ntari/files.log ]; then
+    echo "== /var/log/ntari/files.log: Ganesha's errors and warnings (last 20)"
+    grep -E ' :(CRIT|MAJ|WARN) ' /var/log/ntari/files.log | tail -n 20 | sed 's/^/   | /'
+  fi
   if [ -e /run/ntari/identity/krb5kdc.log ]; then
     echo "== /run/ntari/identity/krb5kdc.log (last 20 lines)"
     tail -n 20 /run/ntari/identity/krb5kdc.log | sed 's/^/   | /'
@@ -573,30 +587,32 @@ has_identity_daemons() { [ "$(identity_tree | wc -l)" = 3 ]; }
 no_identity_daemons() { [ -z "$(pgrep -x slapd)$(pgrep -x krb5kdc)$(pgrep -x kadmind)" ]; }
 # The daemons' pids, in the order of IDENTITY_DAEMONS.
 identity_pids() { identity_tree | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//'; }
-# The daemons as /ntari/identity/status names them ("<name> <pid>", in its
-# order), from the first status with all three running.
-identity_status() { # <domain>
-  timeout 45 "$python" - "$repo/tests/interop" "$1" <<'PY'
+# The daemons as /ntari/<svc>/status names them ("<name> <pid>", in its
+# order), from the first status with all <count> running.
+status_daemons() { # <domain> <svc> <count>
+  timeout 45 "$python" - "$repo/tests/interop" "$@" <<'PY'
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from rosgraph import Graph
 from ros_types import String
 with Graph(int(sys.argv[2])) as graph:
-    status = graph.subscribe("/ntari/identity/status", String)
+    status = graph.subscribe(f"/ntari/{sys.argv[3]}/status", String)
+    count = int(sys.argv[4])
     deadline, last = time.monotonic() + 30, None
     while time.monotonic() < deadline:
         for sample in status.poll():
             last = json.loads(sample.data)["payload"]
             daemons = last.get("daemons") or []
-            if len(daemons) == 3 and all(d["running"] for d in daemons):
+            if len(daemons) == count and all(d["running"] for d in daemons):
                 for d in daemons:
                     print(d["name"], d["pid"])
                 sys.exit(0)
         time.sleep(0.05)
-print("no status with three running daemons within 30 s; last:", json.dumps(last))
+print(f"no status with {count} running daemons within 30 s; last:", json.dumps(last))
 sys.exit(1)
 PY
 }
+identity_status() { status_daemons "$1" identity 3; }
 # health() for ntari-identity (its status' `daemon` is slapd), with its
 # status read at the same time: the three daemons it names are the three
 # behind the node's guards.
@@ -676,6 +692,117 @@ wait_for 5 "slapd, krb5kdc and kadmind to be gone" no_identity_daemons
 wait_for 5 "every guard to be gone" no_guard
 finalized identity
 ok "node $node, daemons $pids and their guards are gone; the node ended with its lifecycle shutdown"
+rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
+sups=$(pgrep -f '^supervise-daemon ntari-')
+[ -z "$sups" ] || fail "supervise-daemon still runs: $sups"
+ok "no supervise-daemon left"
+
+# ---------------------------------------------------------------------------
+step "11. ntari-files: smbd and NFS-Ganesha under one node"
+# The daemons by the names its status gives them, and their process names.
+declare -A FILES_COMM=([smbd]=smbd [ganesha]=ganesha.nfsd)
+# "<name> <pid>" of each daemon behind a guard of the ntari-files node, in
+# start order (smbd, then ganesha).
+files_tree() {
+  local node child pid name
+  node=$(node_pid files)
+  [ -n "$node" ] || return 0
+  for name in smbd ganesha; do
+    for child in $(pgrep -P "$node"); do
+      [ "$(tr '\0' '\n' 2>/dev/null <"/proc/$child/cmdline" | sed -n 2p)" = __ntari-guard ] || continue
+      for pid in $(pgrep -P "$child"); do
+        alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${FILES_COMM[$name]}" ] && echo "$name $pid"
+      done
+    done
+  done
+  return 0
+}
+has_files_daemons() { [ "$(files_tree | wc -l)" = 2 ]; }
+files_pids() { files_tree | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//'; }
+# Every live smbd (the daemon and its per-client children), samba-dcerpcd,
+# rpcd_* and ganesha.nfsd in this PID namespace: only ntari-files runs them.
+# (One pgrep each: pgrep warns about a pattern longer than a process name.)
+samba_and_nfs() {
+  local name pid out=
+  for name in smbd samba-dcerpcd 'rpcd_[a-z]+' 'ganesha\.nfsd'; do
+    for pid in $(pgrep -x "$name"); do alive "$pid" && out="$out $pid"; done
+  done
+  echo "${out# }"
+}
+no_samba_or_nfs() { [ -z "$(samba_and_nfs)" ]; }
+all_gone() { local pid; for pid in "$@"; do alive "$pid" && return 1; done; return 0; }
+# health() for ntari-files, its status read at the same time: the two
+# daemons it names are the two behind the node's guards.
+files_healthy() {
+  local st out tree
+  status_daemons "$domain" files 2 >/tmp/files.status 2>&1 &
+  st=$!
+  health "$domain" files
+  wait "$st" || fail "ntari-files' status: $(cat /tmp/files.status)"
+  out=$(cat /tmp/files.status)
+  tree=$(files_tree)
+  [ "$out" = "$tree" ] ||
+    fail "ntari-files' status names ${out//$'\n'/, }, but behind its guards run ${tree//$'\n'/, }"
+  ok "its status names ${out//$'\n'/, }: the daemons behind the node's guards"
+}
+
+expect_status ntari-files stopped
+rcs ntari-files start || fail "rc-service ntari-files start failed"
+expect_status ntari-domain started
+expect_status ntari-files started
+wait_for 30 "the ntari-files node, smbd and ganesha.nfsd" has_files_daemons
+files_healthy
+state=/var/lib/ntari/files
+if [ "$(stat -c %a "$state")" != 755 ] || [ "$(stat -c %a "$state/samba/private")" != 700 ]; then
+  fail "state dir modes: $(stat -c '%n %a' "$state" "$state/samba/private" 2>&1)"
+fi
+ok "$state (0755), the passdb's $state/samba/private (0700)"
+
+# A guest's file over SMB, read back over NFSv4; a share listing (srvsvc)
+# starts smbd's helpers.
+smb_port=$NTOC_FILES_SMB_PORT nfs_port=$NTOC_FILES_NFS_PORT
+echo "   \$ smbclient -p $smb_port -N //127.0.0.1/public -c 'put /etc/hostname h'"
+out=$(cd /tmp && timeout 30 smbclient -p "$smb_port" -N //127.0.0.1/public -c 'put /etc/hostname h' 2>&1) ||
+  { printf '%s\n' "$out" | sed 's/^/   | /'; fail "smbclient could not put a file on //127.0.0.1/public"; }
+echo "   \$ nfs-cat 'nfs://127.0.0.1/public/h?version=4&nfsport=$nfs_port'"
+timeout 30 nfs-cat "nfs://127.0.0.1/public/h?version=4&nfsport=$nfs_port" >/tmp/h.nfs 2>/tmp/h.nfs.err ||
+  fail "nfs-cat failed: $(cat /tmp/h.nfs.err)"
+cmp -s /etc/hostname /tmp/h.nfs || fail "nfs-cat read $(od -c /tmp/h.nfs | head -n 3), not /etc/hostname"
+ok "put over SMB as the guest, the same bytes read over NFSv4 ($(wc -c </tmp/h.nfs) bytes)"
+# A member (ntari-admin, as an operator adds her) lists the shares: the
+# listing's RPC pipe starts smbd's helpers. (Guests get no IPC$.)
+member=ntocmember password=openrc-test-pw-$RANDOM   # (the overlay: a fresh /etc/passwd every run)
+echo "   \$ ntari-admin files user add $member --password-stdin"
+out=$(printf '%s\n' "$password" | timeout 30 ntari-admin files user add "$member" --password-stdin 2>&1) ||
+  { printf '%s\n' "$out" | sed 's/^/   | /'; fail "ntari-admin files user add $member failed"; }
+echo "   \$ smbclient -p $smb_port -U $member -L 127.0.0.1"
+out=$(timeout 30 smbclient -p "$smb_port" -U "$member%$password" -L 127.0.0.1 2>&1)
+printf '%s\n' "$out" | sed 's/^/   | /'
+printf '%s\n' "$out" | grep -q -E '^[[:space:]]+members[[:space:]]+Disk' || fail "$member's share listing lacks members"
+
+node=$(node_pid files)
+pids=$(files_pids)
+old=$(samba_and_nfs)
+echo "   \$ kill -9 $node   # the ntari-files node (smbd, ganesha.nfsd: $pids; with smbd's helpers: $old)"
+kill -9 "$node"
+files_respawned() { local p; p=$(node_pid files); [ -n "$p" ] && [ "$p" != "$node" ]; }
+wait_for 20 "a new ntari-files node" files_respawned
+# shellcheck disable=SC2086
+wait_for 10 "smbd, its helpers and ganesha.nfsd of node $node to die with it" all_gone $old
+wait_for 30 "smbd and ganesha.nfsd under the new node" has_files_daemons
+expect_status ntari-files started
+files_healthy
+ok "node $node -> $(node_pid files), daemons $pids -> $(files_pids); none of $old left"
+
+node=$(node_pid files)
+pids=$(files_pids)
+rcs ntari-files stop || fail "rc-service ntari-files stop failed"
+expect_status ntari-files stopped
+wait_for 5 "the ntari-files node to be gone" no_node files
+wait_for 5 "smbd, samba-dcerpcd, rpcd_* and ganesha.nfsd to be gone" no_samba_or_nfs
+wait_for 5 "every guard to be gone" no_guard
+finalized files
+ok "node $node, daemons $pids, smbd's helpers and the guards are gone; the node ended with its lifecycle shutdown"
 rcs ntari-domain stop || fail "rc-service ntari-domain stop failed"
 sups=$(pgrep -f '^supervise-daemon ntari-')
 [ -z "$sups" ] || fail "supervise-daemon still runs: $sups"

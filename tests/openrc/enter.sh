@@ -24,6 +24,11 @@ mount -t sysfs ntoc-sys "$r/sys"
 mount --rbind /dev "$r/dev"
 mount -t tmpfs -o mode=0755 ntoc-run "$r/run"
 mount -t tmpfs -o mode=1777 ntoc-tmp "$r/tmp"
+# ntari-files' state dir (its shares) on a tmpfs: NFS-Ganesha serves files
+# by their kernel file handles (name_to_handle_at), which the overlay does
+# not give (no nfs_export), so its exports could not be looked up there.
+mkdir -p "$r/var/lib/ntari/files"
+mount -t tmpfs -o mode=0755 ntoc-files "$r/var/lib/ntari/files"
 
 # OpenRC: the unpacked packages over the overlay (Debian's /lib, /sbin and
 # /bin are symlinks into /usr: keep them).
@@ -32,7 +37,7 @@ tar -C "$cache/root" -cf - . | tar -C "$r" -xf - --keep-directory-symlink
 # (the host's LSB scripts are hidden by the overlay, not removed).
 rm -rf "$r/etc/init.d" "$r/etc/runlevels"
 mkdir -p "$r/etc/init.d" "$r/etc/conf.d" "$r/etc/runlevels"/{sysinit,boot,default,nonetwork,shutdown}
-for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity; do
+for svc in ntari-domain ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-files; do
   install -m 0755 "$repo/openrc/$svc.initd" "$r/etc/init.d/$svc"
   install -m 0644 "$repo/openrc/$svc.confd" "$r/etc/conf.d/$svc"
 done
@@ -41,7 +46,7 @@ mkdir -p "$r/run/openrc"/{daemons,exclusive,failed,hotplugged,inactive,init.d,op
 echo default >"$r/run/openrc/softlevel"
 
 # The binaries under test at their installed paths.
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-files ntari-admin; do
   : >"$r/usr/bin/$bin"
   mount --bind "$cache/bin/$bin" "$r/usr/bin/$bin"
 done
@@ -129,8 +134,24 @@ if grep -v '^#' "$r/etc/ntari/services/identity.toml" | grep -E '^[a-z_]*port = 
   echo "enter.sh: the test's identity.toml still has the example's ports, or listens off loopback" >&2
   exit 1
 fi
+# ntari-files: the example as it is (smbd and Ganesha on 127.0.0.1, the
+# shares in its state dir), its two fixed high ports ([smb]'s 14450,
+# [nfs]'s 20490) moved to ports of this run: the interop tests, and other
+# smbd and Ganesha on this machine, may use the example's.
+files_smb_port=$((50000 + RANDOM % 10000))
+files_nfs_port=$((files_smb_port + 1))
+sed -e "0,/^port = 14450\$/s//port = $files_smb_port/" -e "0,/^port = 20490\$/s//port = $files_nfs_port/" \
+  "$repo/examples/files.toml" >"$r/etc/ntari/services/files.toml"
+if grep -v '^#' "$r/etc/ntari/services/files.toml" | grep -E '^port = (14450|20490)$' ||
+  [ "$(grep -c -E "^port = ($files_smb_port|$files_nfs_port)\$" "$r/etc/ntari/services/files.toml")" != 2 ] ||
+  [ "$(grep -c '^listen' "$r/etc/ntari/services/files.toml")" != 2 ] ||
+  ! grep -q '^listen = \["127\.0\.0\.1"\]$' "$r/etc/ntari/services/files.toml" ||
+  ! grep -q '^listen = "127\.0\.0\.1"$' "$r/etc/ntari/services/files.toml"; then
+  echo "enter.sh: the test's files.toml still has the example's ports, or listens off loopback" >&2
+  exit 1
+fi
 # Metrics on free ports too (the defaults 9701-9707 may be in use here).
-for svc in ntp dns dhcp vpn federation identity; do
+for svc in ntp dns dhcp vpn federation identity files; do
   metrics=$((metrics + 1))
   printf '\n# openrc test\nNTARI_ARGS="--metrics-port %s"\n' "$metrics" >>"$r/etc/conf.d/ntari-$svc"
 done
@@ -147,6 +168,6 @@ chroot "$r" /usr/bin/env -i \
   NTOC_REPO=/ntoc-repo NTOC_DOMAIN="$domain" NTOC_NTP_PORT="$ntp_port" NTOC_DNS_PORT="$dns_port" \
   NTOC_NET="$NTOC_NET" NTOC_SERVER_IF="$NTOC_SERVER_IF" NTOC_CLIENT_IF="$NTOC_CLIENT_IF" \
   NTOC_VPN_IF="$NTOC_VPN_IF" NTOC_VPN_NET="$NTOC_VPN_NET" NTOC_VPN_ROUTED="$NTOC_VPN_ROUTED" \
-  NTOC_VPN_PORT="$vpn_port" \
+  NTOC_VPN_PORT="$vpn_port" NTOC_FILES_SMB_PORT="$files_smb_port" NTOC_FILES_NFS_PORT="$files_nfs_port" \
   bash /ntoc-repo/tests/openrc/checks.sh || status=$?
 exit "$status"

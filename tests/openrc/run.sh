@@ -5,7 +5,7 @@
 # `apt-get download` (cached in target/openrc-test/debs) and unpacked, never
 # installed. The test runs in a private mount and PID namespace, chrooted
 # into an overlay of the root filesystem (changes go to a tmpfs) with a
-# fresh /run, where OpenRC, the seven services and their configs are
+# fresh /run, where OpenRC, the eight services and their configs are
 # installed and the repo's binaries are bound to /usr/bin/ntari-*. Then
 # checks.sh drives everything through rc-service (see there for what is
 # proved). When the namespace's first process exits, the kernel kills every
@@ -41,6 +41,10 @@
 # 127.0.0.1), with its five high ports moved by enter.sh to ports of this
 # run; its slapd drops to the host's openldap user.
 #
+# ntari-files runs examples/files.toml (smbd and NFS-Ganesha on 127.0.0.1,
+# the shares in its state dir), with its two high ports moved by enter.sh
+# to ports of this run.
+#
 #   bash tests/openrc/run.sh      # exit 0: every check passed
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,12 +59,12 @@ cache="$repo/target/openrc-test"
 packages=(openrc librc1 libeinfo1 insserv)
 
 echo "== building the service binaries and ntari-admin"
-cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-federation -p ntari-identity -p ntari-admin
+cargo build --quiet -p ntari-ntp -p ntari-dns -p ntari-dhcp -p ntari-vpn -p ntari-federation -p ntari-identity -p ntari-files -p ntari-admin
 # A snapshot of the binaries (hard links): a rebuild during the test
 # replaces target/debug/* but not these.
 rm -rf "$cache/bin"
 mkdir -p "$cache/bin"
-for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-admin; do
+for bin in ntari-ntp ntari-dns ntari-dhcp ntari-vpn ntari-federation ntari-identity ntari-files ntari-admin; do
   ln "target/debug/$bin" "$cache/bin/$bin" 2>/dev/null || cp "target/debug/$bin" "$cache/bin/$bin"
 done
 

@@ -521,7 +521,10 @@ pub fn resolve_dirs(config: &FilesConfig, state_dir: &Path) -> Result<(), Config
         .iter()
         .enumerate()
         .map(|(i, e)| (format!("exports[{i}].path"), &e.path));
-    for (key, path) in shares.chain(exports) {
+    let export_count = config.exports.len();
+    let entries: Vec<(String, &PathBuf)> = shares.chain(exports).collect();
+    let first_export = entries.len() - export_count;
+    for (index, (key, path)) in entries.into_iter().enumerate() {
         let full = absolute(path, state_dir);
         if path.is_relative() {
             make_dir(&full, &key, 0o777)?;
@@ -546,6 +549,15 @@ pub fn resolve_dirs(config: &FilesConfig, state_dir: &Path) -> Result<(), Config
                 .map(|r| real.starts_with(&r))
                 .unwrap_or(false)
         });
+        if index >= first_export && config.nfs.enabled && on_overlayfs(&real) {
+            return Err(ConfigIssue::new(
+                &key,
+                format!(
+                    "{} is on overlayfs, which NFS cannot export (no stable file handles: clients would get NOENT); keep exports on a real filesystem",
+                    real.display()
+                ),
+            ));
+        }
         if !inside || real == Path::new("/") {
             return Err(ConfigIssue::new(
                 &key,
@@ -558,6 +570,11 @@ pub fn resolve_dirs(config: &FilesConfig, state_dir: &Path) -> Result<(), Config
         }
     }
     Ok(())
+}
+
+fn on_overlayfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
 }
 
 /// Creates `dir` (and parents) if missing; an existing one is left as it is.
