@@ -166,9 +166,7 @@ def ours(pids, node):
 def test_example_config_members_and_guests_over_smb_the_same_file_over_nfs(files_node, members):
     """examples/files.toml as-is (on free ports): a member's files, the guest
     share, the refusals, NFS reading what SMB wrote, status and metrics."""
-    # smbstatus every second instead of every 120 s, to see a session while
-    # it lasts (the only change to the example).
-    node = files_node(config=config_text().replace("[smb]\n", "[smb]\nstatus_interval = 1\n", 1))
+    node = files_node()
     payload = ready(node)
     assert [d["name"] for d in payload["daemons"]] == list(DAEMONS)
     smb = payload["detail"]["smb"]

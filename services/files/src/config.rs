@@ -54,10 +54,10 @@ pub struct Smb {
     pub workgroup: String,
     /// Shown next to the server's name. Default `NTARI hub`.
     pub server_string: String,
-    /// Seconds between `smbstatus` runs (sessions, tree connects, open
-    /// files and counters in status and metrics). Each run costs smbd's
-    /// tools 40-50 ms of CPU, so the idle hub stays under 0.1 % of a core
-    /// at the default 120; 1 to 3600.
+    /// `smbstatus` (sessions, tree connects, open files and counters in
+    /// status and metrics) runs when a client connects or leaves, and at
+    /// least every this many seconds, for the counters. Each run costs
+    /// Samba's tools 40-50 ms of CPU. Default 300; 1 to 3600.
     pub status_interval: u64,
 }
 
@@ -163,7 +163,7 @@ impl Default for Smb {
             encryption_required: false,
             workgroup: "WORKGROUP".into(),
             server_string: "NTARI hub".into(),
-            status_interval: 120,
+            status_interval: 300,
         }
     }
 }

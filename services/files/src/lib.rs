@@ -90,6 +90,15 @@ fn nfs_probe_paths(config: &FilesConfig, paths: &Paths) -> Vec<String> {
         .collect()
 }
 
+/// smbd's children as the kernel lists them (`/proc/<pid>/task/<pid>/children`):
+/// one per connected client besides its two helpers. None if smbd's pid
+/// file or that file (a kernel without CONFIG_PROC_CHILDREN) is missing.
+fn smbd_children(layout: &Layout) -> Option<String> {
+    let text = std::fs::read_to_string(layout.run_dir.join("smbd.pid")).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()
+}
+
 /// The cache, even if a panicking thread held it (it holds plain data).
 fn lock(cache: &Mutex<stats::Cache>) -> std::sync::MutexGuard<'_, stats::Cache> {
     cache
@@ -128,11 +137,13 @@ impl Files {
         layout: &Layout,
         cache: Arc<Mutex<stats::Cache>>,
     ) -> Result<stats::Round, String> {
+        // Before the probe connects: smbd forks a child for it too.
+        let clients = smbd_children(layout);
         let started = Instant::now();
         let share = probe_share(config);
         let smb = smb::probe(smb_address(config), share, PROBE_TIMEOUT).await?;
         let seconds = started.elapsed().as_secs_f64();
-        Files::refresh_stats(config, layout, &cache);
+        Files::refresh_stats(config, layout, clients, &cache);
         let cached = lock(&cache).clone();
         Ok(stats::Round {
             smb: Some((smb, seconds)),
@@ -144,12 +155,20 @@ impl Files {
         })
     }
 
-    /// Samba's tools cost 20-50 ms of CPU a run, far more than the probe:
-    /// `smbstatus` (sessions, then counters) runs at most every
-    /// `smb.status_interval` seconds, `pdbedit -L` only when the passdb
-    /// changed, both in the background so no probe (and no activation)
-    /// waits for them. The next probes report what they found.
-    fn refresh_stats(config: &FilesConfig, layout: &Layout, cache: &Arc<Mutex<stats::Cache>>) {
+    /// Samba's tools cost 20-50 ms of CPU a run, far more than the probe,
+    /// so they run only when there is news, in the background (no probe,
+    /// and no activation, waits for them; the next probes report what they
+    /// found): `smbstatus` (sessions, then counters) when smbd's children
+    /// (`clients`, read before the probe connected) changed (it forks one
+    /// per client: someone came or went) or
+    /// `smb.status_interval` seconds passed; `pdbedit -L` when the passdb
+    /// changed.
+    fn refresh_stats(
+        config: &FilesConfig,
+        layout: &Layout,
+        clients: Option<String>,
+        cache: &Arc<Mutex<stats::Cache>>,
+    ) {
         let interval = Duration::from_secs(config.smb.status_interval);
         let passdb_changed_at = std::fs::metadata(&layout.passdb)
             .and_then(|m| m.modified())
@@ -159,7 +178,8 @@ impl Files {
             if c.in_flight {
                 return;
             }
-            let status_due = c.refreshed.is_none_or(|t| t.elapsed() >= interval);
+            let status_due = c.refreshed.is_none_or(|t| t.elapsed() >= interval)
+                || (clients.is_some() && clients != c.smbd_children);
             let members_due = c.members.is_none() || c.passdb_changed_at != passdb_changed_at;
             c.in_flight = status_due || members_due;
             (status_due, members_due)
@@ -194,6 +214,7 @@ impl Files {
                 c.status = status;
                 c.profile = profile;
                 c.refreshed = Some(Instant::now());
+                c.smbd_children = clients;
             }
             if members_due {
                 c.members = members;

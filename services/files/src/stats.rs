@@ -82,6 +82,8 @@ pub struct Cache {
     pub members: Option<usize>,
     /// When smbstatus last ran.
     pub refreshed: Option<std::time::Instant>,
+    /// smbd's children when smbstatus last ran (a change: a client came or went).
+    pub smbd_children: Option<String>,
     /// The passdb's mtime when the members were counted.
     pub passdb_changed_at: Option<std::time::SystemTime>,
     /// A refresh is running.
