@@ -8,6 +8,7 @@ get Unix accounts of their own (Samba needs them): random names, removed
 at the end whatever happens.
 """
 
+import grp
 import os
 import random
 import re
@@ -185,6 +186,17 @@ def test_example_config_members_and_guests_over_smb_the_same_file_over_nfs(files
     assert (node.state / "shares" / "members" / "minutes.txt").stat().st_uid == int(
         subprocess.run(["id", "-u", alice], capture_output=True, text=True).stdout)
 
+    # Another member edits her minutes: what members write belongs to them all.
+    bob = members()
+    admin(node, "user", "add", bob, password=PASSWORD)
+    (node.tmp / "minutes.txt").write_text("members' minutes, amended\n")
+    r = smbclient(node, "members", "put minutes.txt", user=bob)
+    assert r.returncode == 0, r.stdout + r.stderr
+    written = node.state / "shares" / "members" / "minutes.txt"
+    assert written.read_text() == "members' minutes, amended\n"
+    assert grp.getgrgid(written.stat().st_gid).gr_name == "ntari-members"
+    assert bob in grp.getgrnam("ntari-members").gr_mem
+
     # Refused: a wrong password, and a guest on the members' share.
     r = smbclient(node, "members", "ls", user=alice, password="wrong-password")
     assert r.returncode != 0 and "NT_STATUS_LOGON_FAILURE" in r.stdout + r.stderr, r.stdout + r.stderr
@@ -215,7 +227,7 @@ def test_example_config_members_and_guests_over_smb_the_same_file_over_nfs(files
         env = wait_status(node, lambda p: any(s["user"] == alice for s in p["detail"]["smb"].get("sessions", [])),
                           10, "her session in status")
         assert {"share": "members", "machine": "127.0.0.1"} in env["payload"]["detail"]["smb"]["tree_connects"]
-        assert env["payload"]["detail"]["smb"]["members"] == 1
+        assert env["payload"]["detail"]["smb"]["members"] == 2
         assert metric(node.metrics_port, "samba_client_count") >= 1
     finally:
         session.communicate("quit\n", timeout=10)
@@ -229,6 +241,7 @@ def test_example_config_members_and_guests_over_smb_the_same_file_over_nfs(files
     assert PASSWORD not in log and PASSWORD not in (node.run / "smb.conf").read_text()
 
     # Removed: no login, no Unix account; her files stay.
+    admin(node, "user", "remove", bob)
     admin(node, "user", "remove", alice)
     r = smbclient(node, "members", "ls", user=alice)
     assert r.returncode != 0

@@ -300,9 +300,16 @@ impl Service for Files {
     }
 
     /// The share and export dirs: relative ones made under the state dir,
-    /// every one checked to be a directory inside share_roots.
+    /// every one checked to be a directory inside share_roots; and the
+    /// members' Unix group, which owns what members write.
     fn prepare(&self, config: &FilesConfig, paths: &Paths) -> Result<(), ConfigIssue> {
-        config::resolve_dirs(config, &paths.state_dir)
+        config::resolve_dirs(config, &paths.state_dir)?;
+        // smbd refuses a tree connect whose `force group` does not exist.
+        if config.smb.enabled && config.shares.iter().any(|s| !s.guest) {
+            members::ensure_members_group()
+                .map_err(|e| ConfigIssue::new("shares", format!("the members' group: {e}")))?;
+        }
+        Ok(())
     }
 
     /// `testparm -s`: Samba's own parser over smb.conf (its twin without

@@ -5,6 +5,9 @@
 //! it). A member without one gets a locked system account of her own
 //! (`useradd --no-create-home --shell nologin`, comment [`MEMBER_GECOS`]);
 //! `remove` deletes that account again, but never one it did not make.
+//! Every member is in the group [`MEMBERS_GROUP`], which owns what is
+//! written to the members' shares (smb.conf `force group`), so members can
+//! edit each other's files there.
 //!
 //! Passwords go to pdbedit on its stdin (twice, as it asks), never on a
 //! command line, never in a log.
@@ -15,6 +18,8 @@ use std::process::{Command, Stdio};
 
 /// The GECOS of Unix accounts made for members: `remove` deletes only these.
 pub const MEMBER_GECOS: &str = "ntari-files member";
+/// The Unix group of all members.
+pub const MEMBERS_GROUP: &str = "ntari-members";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
@@ -122,6 +127,7 @@ pub fn add(smb_conf: &Path, name: &str, password: &str) -> Result<(), MemberErro
             "`{name}` is already a member; use `passwd` to change her password"
         )));
     }
+    ensure_members_group()?;
     let made = if unix_account_exists(name) {
         refuse_system_account(name)?;
         false
@@ -130,13 +136,46 @@ pub fn add(smb_conf: &Path, name: &str, password: &str) -> Result<(), MemberErro
         true
     };
     let twice = format!("{password}\n{password}\n");
-    if let Err(e) = pdbedit(smb_conf, &["-a", "-t", "-u", name], Some(&twice)) {
+    let joined = join_members_group(name);
+    if let Err(e) = joined.and_then(|()| pdbedit(smb_conf, &["-a", "-t", "-u", name], Some(&twice)))
+    {
         if made {
             let _ = remove_unix_account(name);
+        } else {
+            let _ = leave_members_group(name);
         }
         return Err(e);
     }
     Ok(())
+}
+
+/// Makes [`MEMBERS_GROUP`] (a system group) if it does not exist yet.
+pub fn ensure_members_group() -> Result<(), MemberError> {
+    if matches!(nix::unistd::Group::from_name(MEMBERS_GROUP), Ok(Some(_))) {
+        return Ok(());
+    }
+    match run("groupadd", &["--system", MEMBERS_GROUP], None) {
+        Err(MemberError::Spawn { .. }) => run("addgroup", &["-S", MEMBERS_GROUP], None).map(|_| ()),
+        other => other.map(|_| ()),
+    }
+}
+
+fn join_members_group(name: &str) -> Result<(), MemberError> {
+    match run(
+        "usermod",
+        &["--append", "--groups", MEMBERS_GROUP, name],
+        None,
+    ) {
+        Err(MemberError::Spawn { .. }) => run("addgroup", &[name, MEMBERS_GROUP], None).map(|_| ()),
+        other => other.map(|_| ()),
+    }
+}
+
+fn leave_members_group(name: &str) -> Result<(), MemberError> {
+    match run("gpasswd", &["--delete", name, MEMBERS_GROUP], None) {
+        Err(MemberError::Spawn { .. }) => run("delgroup", &[name, MEMBERS_GROUP], None).map(|_| ()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Sets a member's password.
@@ -164,6 +203,9 @@ pub fn remove(smb_conf: &Path, name: &str) -> Result<(), MemberError> {
     pdbedit(smb_conf, &["-x", "-u", name], None)?;
     if made_for_a_member(name) {
         remove_unix_account(name)?;
+    } else {
+        // Her own account stays; only the membership goes.
+        let _ = leave_members_group(name);
     }
     Ok(())
 }

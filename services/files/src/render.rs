@@ -196,6 +196,15 @@ fn share_section(share: &Share, state_dir: &Path) -> String {
     }
     kv("read only", if share.read_only { "yes" } else { "no" });
     kv("guest ok", if share.guest { "yes" } else { "no" });
+    if !share.guest {
+        // What members write belongs to all members, so they can edit
+        // each other's files. World-readable: an NFS export of the share
+        // reads as `nobody` (root_squash); who may connect over SMB is
+        // `valid users`' business.
+        kv("force group", crate::members::MEMBERS_GROUP);
+        kv("create mask", "0664");
+        kv("directory mask", "2775");
+    }
     let allowed: Vec<String> = share
         .valid_users
         .iter()
@@ -357,7 +366,7 @@ mod tests {
         .shares;
         let conf = smb_conf(&config, &layout());
         assert!(conf.contains("[open]\n  path = /var/lib/ntari/files/shares/open\n  read only = yes\n  guest ok = yes\n"), "{conf}");
-        assert!(conf.contains("[team]\n  path = /srv/ntari/team\n  comment = 10 GB\n  read only = no\n  guest ok = no\n  valid users = alice @board\n"), "{conf}");
+        assert!(conf.contains("[team]\n  path = /srv/ntari/team\n  comment = 10 GB\n  read only = no\n  guest ok = no\n  force group = ntari-members\n  create mask = 0664\n  directory mask = 2775\n  valid users = alice @board\n"), "{conf}");
         assert!(conf.contains("map to guest = bad user"));
         config.shares.retain(|s| !s.guest);
         assert!(smb_conf(&config, &layout()).contains("map to guest = never"));
