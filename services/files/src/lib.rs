@@ -14,7 +14,9 @@
 //!   kernel's `exports`;
 //! - [`daemons`]: the daemon commands and the kernel backend's set-up;
 //! - [`smb`] and [`nfs`]: the probes, over each protocol;
-//! - [`stats`]: `smbstatus`' sessions and counters, and the metrics;
+//! - [`samba`]: Samba's own tools (smbstatus, pdbedit, smbcontrol) with
+//!   the node's smb.conf, and when to run them;
+//! - [`stats`]: what `smbstatus` says, the status detail and the metrics;
 //! - [`members`]: the passdb, through `pdbedit` (used by ntari-admin).
 //!
 //! Share and export changes reach the running servers live (`smbcontrol
@@ -26,6 +28,7 @@ pub mod daemons;
 pub mod members;
 pub mod nfs;
 pub mod render;
+pub mod samba;
 pub mod smb;
 pub mod stats;
 
@@ -41,16 +44,16 @@ use ntari_node::service::{
 pub use config::FilesConfig;
 use render::Layout;
 
-/// Bound on one probe exchange (and on each smbstatus/pdbedit run).
+/// Bound on one probe exchange.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a daemon may take to answer after its start.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The service, holding what smbd last said of itself (see
-/// [`Files::refresh_stats`]).
+/// [`samba::refresh`]).
 #[derive(Debug, Default)]
 pub struct Files {
-    stats: Arc<Mutex<stats::Cache>>,
+    stats: Arc<Mutex<samba::Cache>>,
 }
 
 /// Where a probe reaches a server listening on `listen`.
@@ -90,61 +93,22 @@ fn nfs_probe_paths(config: &FilesConfig, paths: &Paths) -> Vec<String> {
         .collect()
 }
 
-/// smbd's children as the kernel lists them (`/proc/<pid>/task/<pid>/children`):
-/// one per connected client besides its two helpers. None if smbd's pid
-/// file or that file (a kernel without CONFIG_PROC_CHILDREN) is missing.
-fn smbd_children(layout: &Layout) -> Option<String> {
-    let text = std::fs::read_to_string(layout.run_dir.join("smbd.pid")).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()
-}
-
-/// The cache, even if a panicking thread held it (it holds plain data).
-fn lock(cache: &Mutex<stats::Cache>) -> std::sync::MutexGuard<'_, stats::Cache> {
-    cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A samba tool with the node's own smb.conf, its stdout.
-async fn samba_tool(program: &str, args: &[&str], layout: &Layout) -> Result<String, String> {
-    let mut command = tokio::process::Command::new(program);
-    command
-        .arg("-s")
-        .arg(&layout.smb_conf)
-        .args(args)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(PROBE_TIMEOUT, command.output())
-        .await
-        .map_err(|_| format!("{program} did not finish within {PROBE_TIMEOUT:?}"))?
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {}: {} {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 impl Files {
     /// SMB2 over the wire (every probe, in-process), and what smbd last
-    /// said of its sessions, counters and members (see [`Self::refresh_stats`]).
+    /// said of its sessions, counters and members (see [`samba::refresh`]).
     async fn probe_smb(
         config: &FilesConfig,
         layout: &Layout,
-        cache: Arc<Mutex<stats::Cache>>,
+        cache: Arc<Mutex<samba::Cache>>,
     ) -> Result<stats::Round, String> {
         // Before the probe connects: smbd forks a child for it too.
-        let clients = smbd_children(layout);
+        let clients = samba::smbd_children(layout);
         let started = Instant::now();
         let share = probe_share(config);
         let smb = smb::probe(smb_address(config), share, PROBE_TIMEOUT).await?;
         let seconds = started.elapsed().as_secs_f64();
-        Files::refresh_stats(config, layout, clients, &cache);
-        let cached = lock(&cache).clone();
+        samba::refresh(config, layout, clients, &cache);
+        let cached = samba::lock(&cache).clone();
         Ok(stats::Round {
             smb: Some((smb, seconds)),
             probe_share: share.to_string(),
@@ -153,75 +117,6 @@ impl Files {
             members: cached.members,
             nfs: None,
         })
-    }
-
-    /// Samba's tools cost 20-50 ms of CPU a run, far more than the probe,
-    /// so they run only when there is news, in the background (no probe,
-    /// and no activation, waits for them; the next probes report what they
-    /// found): `smbstatus` (sessions, then counters) when smbd's children
-    /// (`clients`, read before the probe connected) changed (it forks one
-    /// per client: someone came or went) or
-    /// `smb.status_interval` seconds passed; `pdbedit -L` when the passdb
-    /// changed.
-    fn refresh_stats(
-        config: &FilesConfig,
-        layout: &Layout,
-        clients: Option<String>,
-        cache: &Arc<Mutex<stats::Cache>>,
-    ) {
-        let interval = Duration::from_secs(config.smb.status_interval);
-        let passdb_changed_at = std::fs::metadata(&layout.passdb)
-            .and_then(|m| m.modified())
-            .ok();
-        let (status_due, members_due) = {
-            let mut c = lock(cache);
-            if c.in_flight {
-                return;
-            }
-            let status_due = c.refreshed.is_none_or(|t| t.elapsed() >= interval)
-                || (clients.is_some() && clients != c.smbd_children);
-            let members_due = c.members.is_none() || c.passdb_changed_at != passdb_changed_at;
-            c.in_flight = status_due || members_due;
-            (status_due, members_due)
-        };
-        if !(status_due || members_due) {
-            return;
-        }
-        let (cache, layout) = (Arc::clone(cache), layout.clone());
-        tokio::spawn(async move {
-            let status = if status_due {
-                let (status, profile) = tokio::join!(
-                    samba_tool("smbstatus", &["--json"], &layout),
-                    samba_tool("smbstatus", &["--profile"], &layout),
-                );
-                Some((
-                    status.and_then(|s| stats::parse_status(&s)).ok(),
-                    profile.ok().map(|p| stats::parse_profile(&p)),
-                ))
-            } else {
-                None
-            };
-            let members = if members_due {
-                samba_tool("pdbedit", &["-L"], &layout)
-                    .await
-                    .ok()
-                    .map(|m| stats::count_members(&m))
-            } else {
-                None
-            };
-            let mut c = lock(&cache);
-            if let Some((status, profile)) = status {
-                c.status = status;
-                c.profile = profile;
-                c.refreshed = Some(Instant::now());
-                c.smbd_children = clients;
-            }
-            if members_due {
-                c.members = members;
-                c.passdb_changed_at = passdb_changed_at;
-            }
-            c.in_flight = false;
-        });
     }
 
     /// A NULL call, then every export's root looked up and listed. One
@@ -486,7 +381,7 @@ impl Service for Files {
         let config = config.clone();
         async move {
             if config.smb.enabled {
-                samba_tool("smbcontrol", &["smbd", "reload-config"], &layout).await?;
+                samba::tool("smbcontrol", &["smbd", "reload-config"], &layout).await?;
             }
             if config.nfs.enabled && config.nfs.backend == "ganesha" {
                 let text = std::fs::read_to_string(&layout.ganesha_pid)

@@ -74,22 +74,6 @@ pub const METRICS: &[MetricDesc] = &[
     },
 ];
 
-/// What Samba's tools last said, and when (kept between probes).
-#[derive(Debug, Clone, Default)]
-pub struct Cache {
-    pub status: Option<SmbStatus>,
-    pub profile: Option<Profile>,
-    pub members: Option<usize>,
-    /// When smbstatus last ran.
-    pub refreshed: Option<std::time::Instant>,
-    /// smbd's children when smbstatus last ran (a change: a client came or went).
-    pub smbd_children: Option<String>,
-    /// The passdb's mtime when the members were counted.
-    pub passdb_changed_at: Option<std::time::SystemTime>,
-    /// A refresh is running.
-    pub in_flight: bool,
-}
-
 /// `smbstatus --json`, the parts we use. Samba writes ids as map keys.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SmbStatus {
