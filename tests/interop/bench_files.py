@@ -44,7 +44,6 @@ Only the processes started here are stopped, by PID.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import os
@@ -66,7 +65,7 @@ os.environ["CYCLONEDDS_URI"] = "file://" + str(HERE.parent / "cyclonedds-loopbac
 sys.path.insert(0, str(HERE))
 
 from bench_example import Node, has_symtab, pick_domain_id, row  # noqa: E402
-from bench_identity import cpu_ticks, pin, proc_argv_env, stop_all, tcp_accepts, wait_for  # noqa: E402
+from bench_identity import cpu_ticks, pin, proc_argv_env, run_alone, stop_all, tcp_accepts, wait_for  # noqa: E402
 from bench_ntp import children_cpu_ticks  # noqa: E402
 from bench_tier import descendants, is_guard, pss_bytes, rss_bytes  # noqa: E402
 from helpers import daemons_of, free_port, log_time, metric, pid_alive  # noqa: E402
@@ -78,7 +77,6 @@ DAEMONS = ("smbd", "ganesha")
 COMMS = {"smbd": "smbd", "ganesha": "ganesha.nfsd"}
 SHARE, EXPORT, FILE = "public", "/public", "big.bin"
 STALE = ("smbd.pid", "samba-dcerpcd.pid", "ganesha.pid")
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def config_text():
@@ -176,49 +174,11 @@ def processes_under(work: Path) -> list:
 
 
 def alone_launcher(spec_path: str) -> int:
-    """smbd, then ganesha, each once the one before answers on its port, in
-    this process's session (as the node's are in the node's), this process
-    their subreaper (as the guards are); all stopped on SIGTERM."""
+    """smbd, then ganesha, each once the one before answers on its port,
+    this process their subreaper as the guards are (see run_alone)."""
     spec = json.loads(Path(spec_path).read_text())
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    for stale in spec["stale"]:
-        Path(stale).unlink(missing_ok=True)
-    children = []
-
-    def stop(*_):
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait(5)
-        for pid in descendants(os.getpid()):   # helpers re-parented to us
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, stop)
-    pids, ready = {}, {}
-    try:
-        for d in spec["daemons"]:
-            child = subprocess.Popen(d["argv"], env=d["env"], stdin=subprocess.DEVNULL, process_group=0)
-            children.append(child)
-            answers = smb_answers if d["name"] == "smbd" else nfs_answers
-            ready[d["name"]] = wait_for(lambda: answers(d["port"]) or child.poll() is not None, 20,
-                                        d["name"]) * 1000
-            if child.poll() is not None:
-                print(f"{d['name']} exited ({child.returncode})", file=sys.stderr)
-                stop()
-            pids[d["name"]] = child.pid
-    except Exception as e:   # noqa: BLE001 - said, then everything stopped
-        print(f"alone launcher: {e}", file=sys.stderr)
-        stop()
-    tmp = Path(spec["out"] + ".tmp")
-    tmp.write_text(json.dumps({"pids": pids, "ready_ms": ready}))
-    tmp.rename(spec["out"])
-    while True:
-        signal.pause()
+    checks = {"smbd": lambda d: smb_answers(d["port"]), "ganesha": lambda d: nfs_answers(d["port"])}
+    return run_alone(spec, checks, subreaper=True)
 
 
 def main() -> int:

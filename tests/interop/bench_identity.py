@@ -307,13 +307,19 @@ def stop_all(procs, pids=()) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def alone_launcher(spec_path: str) -> int:
-    """The daemons alone: started in order, each once the one before answers,
-    in this process's session (as the node's are in the node's); stopped in
-    reverse on SIGTERM."""
-    global K5, LD
-    K5, LD = load_libs()
-    spec = json.loads(Path(spec_path).read_text())
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def run_alone(spec: dict, checks: dict, subreaper: bool = False) -> int:
+    """The daemons of ``spec`` alone: started in order, each once the one
+    before answers (``checks[name]()``), in this process's session (as the
+    node's are in the node's); stopped in reverse on SIGTERM. With
+    ``subreaper`` this process adopts what they orphan, as the node's
+    guards do, and kills it at the end. Writes ``{pids, ready_ms}`` to
+    ``spec["out"]``. Shared by the benches that compare a node's daemons
+    with the same daemons alone."""
+    if subreaper:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     for stale in spec["stale"]:
         Path(stale).unlink(missing_ok=True)
     children = []
@@ -327,17 +333,17 @@ def alone_launcher(spec_path: str) -> int:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait(5)
+        for pid in descendants(os.getpid()):   # helpers re-parented to us
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
         sys.exit(0)
     signal.signal(signal.SIGTERM, stop)
-    checks = {"slapd": lambda: Path(spec["ldapi_socket"]).exists() and ldap_session(
-                  spec["ldapi_url"], starttls=False, base="", scope=LDAP_SCOPE_BASE, filt="(objectClass=*)") is None,
-              "krb5kdc": lambda: tcp_accepts(spec["kdc_port"]), "kadmind": lambda: tcp_accepts(spec["kadmin_port"])}
     pids, ready = {}, {}
     try:
         for d in spec["daemons"]:
             child = subprocess.Popen(d["argv"], env=d["env"], stdin=subprocess.DEVNULL, process_group=0)
             children.append(child)
-            ready[d["name"]] = wait_for(lambda: checks[d["name"]]() or child.poll() is not None, 20,
+            ready[d["name"]] = wait_for(lambda: checks[d["name"]](d) or child.poll() is not None, 20,
                                         d["name"]) * 1000
             if child.poll() is not None:
                 print(f"{d['name']} exited ({child.returncode})", file=sys.stderr)
@@ -351,6 +357,18 @@ def alone_launcher(spec_path: str) -> int:
     tmp.rename(spec["out"])
     while True:
         signal.pause()
+
+
+def alone_launcher(spec_path: str) -> int:
+    """slapd, krb5kdc and kadmind alone (see run_alone)."""
+    global K5, LD
+    K5, LD = load_libs()
+    spec = json.loads(Path(spec_path).read_text())
+    checks = {"slapd": lambda _d: Path(spec["ldapi_socket"]).exists() and ldap_session(
+                  spec["ldapi_url"], starttls=False, base="", scope=LDAP_SCOPE_BASE, filt="(objectClass=*)") is None,
+              "krb5kdc": lambda _d: tcp_accepts(spec["kdc_port"]),
+              "kadmind": lambda _d: tcp_accepts(spec["kadmin_port"])}
+    return run_alone(spec, checks)
 
 
 def main() -> int:
