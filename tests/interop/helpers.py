@@ -221,3 +221,31 @@ def open_to_others(path: Path) -> None:
         if d in (Path("/tmp"), Path("/")):
             break
         d.chmod(d.stat().st_mode | 0o001)
+
+
+def start_service_node(launch, graph, tmp_path: Path, binary: Path, service: str, name: str, default_config,
+                       config=None, watch=True, autostart=True, env=None):
+    """Starts a service node in ``tmp_path/name`` (state, run, key, its
+    ``<service>.toml``: ``config``, or ``default_config()`` the first time),
+    probing every 0.5 s, watched on the graph unless ``watch`` is false.
+    The namespace it returns has what every service test reads; a test
+    adds its ports."""
+    from types import SimpleNamespace
+    from ros_types import Bool, String
+    d = tmp_path / name
+    (d / "state").mkdir(parents=True, exist_ok=True)
+    cfg = d / f"{service}.toml"
+    if config is not None or not cfg.exists():
+        cfg.write_text(config if config is not None else default_config())
+    metrics_port = free_port(socket.SOCK_STREAM)
+    health = graph.subscribe(f"/ntari/{service}/health", Bool) if watch else None
+    status = graph.subscribe(f"/ntari/{service}/status", String) if watch else None
+    lc = graph.lifecycle_client(f"/ntari/ntari_{service}_node") if watch else None
+    args = ["--config", str(cfg), "--state-dir", str(d / "state"), "--run-dir", str(d / "run"),
+            "--key", str(d / "node.key"), "--node-config", str(d / "absent-ntari.toml"),
+            "--metrics-port", str(metrics_port), "--probe-interval", "0.5"]
+    if autostart:
+        args.append("--autostart")
+    proc = launch(binary, *args, env=env, name=f"ntari-{service}-{name}")
+    return SimpleNamespace(proc=proc, lc=lc, health=health, status=status, config=cfg, dir=d,
+                           state=d / "state", run=d / "run", metrics_port=metrics_port, tmp=tmp_path)

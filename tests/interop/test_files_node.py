@@ -18,18 +18,14 @@ import string
 import subprocess
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from conftest import find_binary
-from helpers import (free_port, metric, open_to_others, pid_alive, wait_health, wait_status, wait_until,
-                     with_setting)
-from ros_types import S, T, Bool, String
+from helpers import (free_port, metric, open_to_others, pid_alive, start_service_node, wait_health, wait_status,
+                     wait_until, with_setting)
+from ros_types import S, T
 
-NODE = "/ntari/ntari_files_node"
-HEALTH = "/ntari/files/health"
-STATUS = "/ntari/files/status"
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "files.toml"
 DAEMONS = ("smbd", "ganesha")
@@ -78,25 +74,10 @@ def files_node(launch, graph, tmp_path):
     open_to_others(tmp_path)
 
     def _start(name="node", config=None, watch=True, autostart=True):
-        d = tmp_path / name
-        (d / "state").mkdir(parents=True, exist_ok=True)
-        cfg = d / "files.toml"
-        if config is not None or not cfg.exists():
-            cfg.write_text(config if config is not None else config_text())
-        metrics_port = free_port(socket.SOCK_STREAM)
-        health = graph.subscribe(HEALTH, Bool) if watch else None
-        status = graph.subscribe(STATUS, String) if watch else None
-        lc = graph.lifecycle_client(NODE) if watch else None
-        args = ["--config", str(cfg), "--state-dir", str(d / "state"), "--run-dir", str(d / "run"),
-                "--key", str(d / "node.key"), "--node-config", str(d / "absent-ntari.toml"),
-                "--metrics-port", str(metrics_port), "--probe-interval", "0.5"]
-        if autostart:
-            args.append("--autostart")
-        proc = launch(binary, *args, name=f"ntari-files-{name}")
-        smb_port, nfs_port = ports(cfg.read_text())
-        return SimpleNamespace(proc=proc, lc=lc, health=health, status=status, config=cfg, dir=d,
-                               state=d / "state", run=d / "run", metrics_port=metrics_port,
-                               smb_port=smb_port, nfs_port=nfs_port, tmp=tmp_path)
+        node = start_service_node(launch, graph, tmp_path, binary, "files", name, config_text, config, watch,
+                                  autostart)
+        node.smb_port, node.nfs_port = ports(node.config.read_text())
+        return node
 
     return _start
 

@@ -14,18 +14,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from conftest import find_binary, pick_domain_id
-from helpers import (free_port, metric, open_to_others, pid_alive, wait_health, wait_status, wait_until,
-                     with_setting)
-from ros_types import S, T, Bool, String
+from helpers import (free_port, metric, open_to_others, pid_alive, start_service_node, wait_health, wait_status,
+                     wait_until, with_setting)
+from ros_types import S, T
 
-NODE = "/ntari/ntari_identity_node"
-HEALTH = "/ntari/identity/health"
-STATUS = "/ntari/identity/status"
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "identity.toml"
 DAEMONS = ("slapd", "krb5kdc", "kadmind")
@@ -62,25 +58,10 @@ def identity_node(launch, graph, tmp_path):
     open_to_others(tmp_path)
 
     def _start(name="node", config=None, watch=True, env=None, autostart=True):
-        d = tmp_path / name
-        (d / "state").mkdir(parents=True, exist_ok=True)
-        cfg = d / "identity.toml"
-        if config is not None or not cfg.exists():
-            cfg.write_text(config if config is not None else config_text())
-        metrics_port = free_port(socket.SOCK_STREAM)
-        health = graph.subscribe(HEALTH, Bool) if watch else None
-        status = graph.subscribe(STATUS, String) if watch else None
-        lc = graph.lifecycle_client(NODE) if watch else None
-        args = ["--config", str(cfg), "--state-dir", str(d / "state"), "--run-dir", str(d / "run"),
-                "--key", str(d / "node.key"), "--node-config", str(d / "absent-ntari.toml"),
-                "--metrics-port", str(metrics_port), "--probe-interval", "0.5"]
-        if autostart:
-            args.append("--autostart")
-        proc = launch(binary, *args, env=env, name=f"ntari-identity-{name}")
-        ldap_port, kdc_port = ports(cfg.read_text())
-        return SimpleNamespace(proc=proc, lc=lc, health=health, status=status, config=cfg, dir=d,
-                               state=d / "state", run=d / "run", metrics_port=metrics_port,
-                               ldap_port=ldap_port, kdc_port=kdc_port, tmp=tmp_path)
+        node = start_service_node(launch, graph, tmp_path, binary, "identity", name, config_text, config, watch,
+                                  autostart, env)
+        node.ldap_port, node.kdc_port = ports(node.config.read_text())
+        return node
 
     return _start
 
