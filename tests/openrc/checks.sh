@@ -564,28 +564,29 @@ ok "ntari-ntp did not start; the error names /etc/ntari/ntari.toml:$line: domain
 
 # ---------------------------------------------------------------------------
 step "10. ntari-identity: slapd, krb5kdc and kadmind under one node"
-IDENTITY_DAEMONS=(slapd krb5kdc kadmind)
-# "<name> <pid>" of each daemon behind a guard of the ntari-identity node
-# (a child `ntari-identity __ntari-guard <daemon…>` of the node), in start
-# order.
-identity_tree() {
-  local node child pid name
-  node=$(node_pid identity)
+# "<name> <pid>" of each daemon behind a guard of node <svc> (a child
+# `ntari-<svc> __ntari-guard <daemon…>` of the node), in the order the
+# <name>:<process name> pairs are given (the start order).
+guarded_daemons() { # <svc> <name>:<comm>...
+  local node child pid pair
+  node=$(node_pid "$1")
+  shift
   [ -n "$node" ] || return 0
-  for name in "${IDENTITY_DAEMONS[@]}"; do
+  for pair in "$@"; do
     for child in $(pgrep -P "$node"); do
       # (a child may be gone by now: 2>/dev/null first, for the redirection's error)
       [ "$(tr '\0' '\n' 2>/dev/null <"/proc/$child/cmdline" | sed -n 2p)" = __ntari-guard ] || continue
       for pid in $(pgrep -P "$child"); do
-        alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && echo "$name $pid"
+        alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${pair#*:}" ] && echo "${pair%%:*} $pid"
       done
     done
   done
   return 0
 }
+identity_tree() { guarded_daemons identity slapd:slapd krb5kdc:krb5kdc kadmind:kadmind; }
 has_identity_daemons() { [ "$(identity_tree | wc -l)" = 3 ]; }
 no_identity_daemons() { [ -z "$(pgrep -x slapd)$(pgrep -x krb5kdc)$(pgrep -x kadmind)" ]; }
-# The daemons' pids, in the order of IDENTITY_DAEMONS.
+# The daemons' pids, in start order.
 identity_pids() { identity_tree | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//'; }
 # The daemons as /ntari/<svc>/status names them ("<name> <pid>", in its
 # order), from the first status with all <count> running.
@@ -700,23 +701,7 @@ ok "no supervise-daemon left"
 # ---------------------------------------------------------------------------
 step "11. ntari-files: smbd and NFS-Ganesha under one node"
 # The daemons by the names its status gives them, and their process names.
-declare -A FILES_COMM=([smbd]=smbd [ganesha]=ganesha.nfsd)
-# "<name> <pid>" of each daemon behind a guard of the ntari-files node, in
-# start order (smbd, then ganesha).
-files_tree() {
-  local node child pid name
-  node=$(node_pid files)
-  [ -n "$node" ] || return 0
-  for name in smbd ganesha; do
-    for child in $(pgrep -P "$node"); do
-      [ "$(tr '\0' '\n' 2>/dev/null <"/proc/$child/cmdline" | sed -n 2p)" = __ntari-guard ] || continue
-      for pid in $(pgrep -P "$child"); do
-        alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${FILES_COMM[$name]}" ] && echo "$name $pid"
-      done
-    done
-  done
-  return 0
-}
+files_tree() { guarded_daemons files smbd:smbd ganesha:ganesha.nfsd; }
 has_files_daemons() { [ "$(files_tree | wc -l)" = 2 ]; }
 files_pids() { files_tree | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//'; }
 # Every live smbd (the daemon and its per-client children), samba-dcerpcd,
