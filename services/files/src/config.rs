@@ -497,11 +497,6 @@ pub fn absolute(path: &Path, state_dir: &Path) -> PathBuf {
 /// followed, is still inside a root. Never removes or changes anything
 /// that exists.
 pub fn resolve_dirs(config: &FilesConfig, state_dir: &Path) -> Result<(), ConfigIssue> {
-    let roots: Vec<PathBuf> = config
-        .share_roots
-        .iter()
-        .map(|r| absolute(r, state_dir))
-        .collect();
     for (i, root) in config.share_roots.iter().enumerate() {
         if root.is_relative() {
             make_dir(
@@ -511,6 +506,13 @@ pub fn resolve_dirs(config: &FilesConfig, state_dir: &Path) -> Result<(), Config
             )?;
         }
     }
+    // The roots as the kernel resolves them, once (a missing absolute root
+    // holds nothing, so it is left out).
+    let roots: Vec<PathBuf> = config
+        .share_roots
+        .iter()
+        .filter_map(|r| absolute(r, state_dir).canonicalize().ok())
+        .collect();
     let shares = config
         .shares
         .iter()
@@ -544,11 +546,7 @@ pub fn resolve_dirs(config: &FilesConfig, state_dir: &Path) -> Result<(), Config
         let real = full
             .canonicalize()
             .map_err(|e| ConfigIssue::new(&key, format!("{}: {e}", full.display())))?;
-        let inside = roots.iter().any(|root| {
-            root.canonicalize()
-                .map(|r| real.starts_with(&r))
-                .unwrap_or(false)
-        });
+        let inside = roots.iter().any(|root| real.starts_with(root));
         if index >= first_export && config.nfs.enabled && on_overlayfs(&real) {
             return Err(ConfigIssue::new(
                 &key,

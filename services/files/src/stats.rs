@@ -160,21 +160,20 @@ pub struct Round {
     pub nfs: Option<(Vec<ExportCheck>, f64)>,
 }
 
+/// The two samples every passed protocol probe gives.
+fn probe_samples(protocol: &str, seconds: f64) -> [MetricSample; 2] {
+    [
+        MetricSample::labelled("ntari_files_probe_ok", &[protocol], 1.0),
+        MetricSample::labelled("ntari_files_probe_seconds", &[protocol], seconds),
+    ]
+}
+
 /// Status detail and metrics from one round.
 pub fn report(round: &Round) -> (serde_json::Map<String, Value>, Vec<MetricSample>) {
     let mut detail = serde_json::Map::new();
     let mut metrics = Vec::new();
     if let Some((smb, seconds)) = &round.smb {
-        metrics.push(MetricSample::labelled(
-            "ntari_files_probe_ok",
-            &["smb"],
-            1.0,
-        ));
-        metrics.push(MetricSample::labelled(
-            "ntari_files_probe_seconds",
-            &["smb"],
-            *seconds,
-        ));
+        metrics.extend(probe_samples("smb", *seconds));
         let tree_connect = match &smb.tree_connect {
             TreeConnect::Connected => json!(format!("{} connected", round.probe_share)),
             TreeConnect::Refused { step, status } => {
@@ -252,16 +251,7 @@ pub fn report(round: &Round) -> (serde_json::Map<String, Value>, Vec<MetricSampl
         detail.insert("smb".into(), smb_detail);
     }
     if let Some((exports, seconds)) = &round.nfs {
-        metrics.push(MetricSample::labelled(
-            "ntari_files_probe_ok",
-            &["nfs"],
-            1.0,
-        ));
-        metrics.push(MetricSample::labelled(
-            "ntari_files_probe_seconds",
-            &["nfs"],
-            *seconds,
-        ));
+        metrics.extend(probe_samples("nfs", *seconds));
         let list: Vec<Value> = exports
             .iter()
             .map(|e| {
